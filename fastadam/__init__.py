@@ -1,0 +1,32 @@
+"""fastadam: fused, memory-bandwidth-bound optimizers for NumPy arrays on CPUs.
+
+Every update (Adam, AdamW, SGD, RMSprop, Adagrad, Adamax, Lion) is one pass of a
+C loop over contiguous float32/float64 buffers, in place, with the GIL released.
+
+>>> import numpy as np, fastadam
+>>> w = np.zeros(1000, np.float32)
+>>> opt = fastadam.Adam([w], lr=1e-2)
+>>> opt.step([w - 1.0])
+"""
+
+from . import functional
+from ._config import get_num_threads, set_num_threads, show_config
+from .optimizers import SGD, Adagrad, Adam, Adamax, AdamW, Lion, Optimizer, RMSprop
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "SGD",
+    "Adagrad",
+    "Adam",
+    "AdamW",
+    "Adamax",
+    "Lion",
+    "Optimizer",
+    "RMSprop",
+    "__version__",
+    "functional",
+    "get_num_threads",
+    "set_num_threads",
+    "show_config",
+]

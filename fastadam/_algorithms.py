@@ -1,0 +1,153 @@
+"""Per algorithm: check the hyperparameters and compute one step's coefficients.
+
+Each function returns the coefficients in double, in the order the C kernel
+reads them (the enums in src_c/fastadam.h). The functional API and the
+optimizer classes both call these, so every entry point validates alike.
+"""
+
+from __future__ import annotations
+
+import math
+
+from . import _validate as check
+
+Coefficients = tuple[float, ...]
+
+
+def adam(
+    *,
+    step: object,
+    lr: object,
+    beta1: object,
+    beta2: object,
+    eps: object,
+    weight_decay: object,
+    decoupled_weight_decay: object,
+    maximize: object,
+) -> Coefficients:
+    t = check.step(step)
+    lr_ = check.lr(lr)
+    b1, b2 = check.beta(0, beta1), check.beta(1, beta2)
+    eps_ = check.eps(eps)
+    wd = check.weight_decay(weight_decay)
+    decoupled = check.flag("decoupled_weight_decay", decoupled_weight_decay)
+    bias_correction1 = 1.0 - b1**t
+    bias_correction2 = 1.0 - b2**t
+    return (
+        b1,
+        b2,
+        eps_,
+        lr_ / bias_correction1,
+        math.sqrt(bias_correction2),
+        0.0 if decoupled else wd,
+        1.0 - lr_ * wd if decoupled else 1.0,
+        float(check.flag("maximize", maximize)),
+    )
+
+
+def sgd(
+    *,
+    lr: object,
+    momentum: object,
+    dampening: object,
+    weight_decay: object,
+    nesterov: object,
+    maximize: object,
+    first_step: bool,
+) -> Coefficients:
+    lr_ = check.lr(lr)
+    mom = check.momentum(momentum)
+    damp = check.finite("dampening", dampening)
+    wd = check.weight_decay(weight_decay)
+    nest = check.flag("nesterov", nesterov)
+    if nest and (mom <= 0 or damp != 0):
+        raise ValueError("Nesterov momentum requires a momentum and zero dampening")
+    maximize_ = check.flag("maximize", maximize)
+    return (lr_, mom, damp, wd, float(nest), float(maximize_), float(first_step))
+
+
+def rmsprop(
+    *,
+    lr: object,
+    alpha: object,
+    eps: object,
+    weight_decay: object,
+    momentum: object,
+    centered: object,
+    maximize: object,
+) -> Coefficients:
+    check.flag("centered", centered)
+    return (
+        check.lr(lr),
+        check.in_range("alpha", alpha, "Invalid alpha value: {}"),
+        check.eps(eps),
+        check.weight_decay(weight_decay),
+        check.momentum(momentum),
+        float(check.flag("maximize", maximize)),
+    )
+
+
+def adagrad(
+    *,
+    step: object,
+    lr: object,
+    lr_decay: object,
+    weight_decay: object,
+    eps: object,
+    maximize: object,
+) -> Coefficients:
+    t = check.step(step)
+    lr_ = check.lr(lr)
+    decay = check.in_range("lr_decay", lr_decay, "Invalid lr_decay value: {}")
+    return (
+        lr_ / (1.0 + (t - 1) * decay),
+        check.eps(eps),
+        check.weight_decay(weight_decay),
+        float(check.flag("maximize", maximize)),
+    )
+
+
+def initial_accumulator_value(value: object) -> float:
+    return check.in_range(
+        "initial_accumulator_value", value, "Invalid initial_accumulator_value value: {}"
+    )
+
+
+def adamax(
+    *,
+    step: object,
+    lr: object,
+    beta1: object,
+    beta2: object,
+    eps: object,
+    weight_decay: object,
+    maximize: object,
+) -> Coefficients:
+    t = check.step(step)
+    lr_ = check.lr(lr)
+    b1, b2 = check.beta(0, beta1), check.beta(1, beta2)
+    return (
+        b1,
+        b2,
+        check.eps(eps),
+        lr_ / (1.0 - b1**t),
+        check.weight_decay(weight_decay),
+        float(check.flag("maximize", maximize)),
+    )
+
+
+def lion(
+    *,
+    lr: object,
+    beta1: object,
+    beta2: object,
+    weight_decay: object,
+    maximize: object,
+) -> Coefficients:
+    return (
+        check.lr(lr),
+        check.beta(0, beta1),
+        check.beta(1, beta2),
+        check.weight_decay(weight_decay),
+        float(check.flag("maximize", maximize)),
+    )

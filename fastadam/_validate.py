@@ -1,0 +1,85 @@
+"""Hyperparameter and step checks shared by every algorithm.
+
+Messages follow torch.optim's where torch has one (``Invalid learning rate: -1.0``),
+so users can grep for them; type errors name the argument.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def real(name: str, value: object) -> float:
+    """Return ``value`` as a float, or raise TypeError naming ``name``.
+
+    Python and NumPy integers and floats are numbers; bools, strings and None are not.
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    return float(value)
+
+
+def in_range(
+    name: str, value: object, message: str, low: float = 0.0, high: float = math.inf
+) -> float:
+    """Check ``low <= value < high`` (NaN and inf fail); ``message`` is formatted with the value."""
+    x = real(name, value)
+    if not low <= x < high:
+        raise ValueError(message.format(value))
+    return x
+
+
+def finite(name: str, value: object) -> float:
+    """A real number that is not NaN or infinite."""
+    x = real(name, value)
+    if not math.isfinite(x):
+        raise ValueError(f"Invalid {name} value: {value}")
+    return x
+
+
+def lr(value: object) -> float:
+    return in_range("lr", value, "Invalid learning rate: {}")
+
+
+def eps(value: object) -> float:
+    return in_range("eps", value, "Invalid epsilon value: {}")
+
+
+def weight_decay(value: object) -> float:
+    return in_range("weight_decay", value, "Invalid weight_decay value: {}")
+
+
+def momentum(value: object) -> float:
+    return in_range("momentum", value, "Invalid momentum value: {}")
+
+
+def beta(index: int, value: object) -> float:
+    message = f"Invalid beta parameter at index {index}: {{}}"
+    return in_range(f"betas[{index}]", value, message, high=1.0)
+
+
+def betas(value: object) -> tuple[float, float]:
+    """A pair (beta1, beta2), each in [0, 1)."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) != 2:
+        raise TypeError(f"betas must be a pair (beta1, beta2), got {value!r}")
+    return beta(0, value[0]), beta(1, value[1])
+
+
+def flag(name: str, value: object) -> bool:
+    """A bool (Python or NumPy); 0 and 1 are not accepted, to catch swapped arguments."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+    return bool(value)
+
+
+def step(value: object) -> int:
+    """The 1-based step count: an integer >= 1 (NumPy integers accepted, bools not)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"step must be an integer, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"Invalid step value: {value} (steps count from 1)")
+    return int(value)

@@ -1,0 +1,355 @@
+"""One fused, in-place update per call: the stateless core of every optimizer.
+
+Each function checks its hyperparameters (torch.optim's messages) and every
+buffer (dtype, shape, contiguity, writability, overlap) before touching any of
+them, then updates ``param`` and the state buffers in one pass over memory with
+the GIL released. Buffers are float32 or float64 NumPy arrays of one dtype and
+shape; nothing is ever copied or cast.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _algorithms, _ext
+from . import _validate as check
+
+__all__ = ["adagrad", "adam", "adamax", "lion", "rmsprop", "sgd"]
+
+
+def _require(name: str, buffer: np.ndarray | None, needed: bool, reason: str) -> np.ndarray | None:
+    """The optional state buffer ``name``: required when ``needed``, refused otherwise."""
+    if needed and buffer is None:
+        raise ValueError(f"{name} is required when {reason}")
+    if not needed and buffer is not None:
+        raise ValueError(f"{name} was given but is only used when {reason}")
+    return buffer
+
+
+def adam(
+    param: np.ndarray,
+    grad: np.ndarray,
+    exp_avg: np.ndarray,
+    exp_avg_sq: np.ndarray,
+    *,
+    step: int,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float = 0.0,
+    decoupled_weight_decay: bool = False,
+    amsgrad: bool = False,
+    max_exp_avg_sq: np.ndarray | None = None,
+    maximize: bool = False,
+) -> None:
+    r"""One Adam (or AdamW) step, in place.
+
+    Kingma & Ba, "Adam: A Method for Stochastic Optimization" (arXiv:1412.6980);
+    with ``decoupled_weight_decay``, Loshchilov & Hutter, "Decoupled Weight Decay
+    Regularization" (arXiv:1711.05101). Same operations, in the same order, as
+    ``torch.optim.Adam``:
+
+    .. math::
+
+        g &\leftarrow \pm\,\mathrm{grad} \;(+\,\lambda p \text{ for L2 decay}),
+        \qquad p \leftarrow p\,(1 - \eta\lambda) \text{ (decoupled)} \\
+        m &\leftarrow \beta_1 m + (1-\beta_1)\,g, \qquad
+        v \leftarrow \beta_2 v + (1-\beta_2)\,g^2, \qquad
+        \hat v = \max(\hat v, v) \text{ (amsgrad)} \\
+        p &\leftarrow p - \frac{\eta}{1-\beta_1^t}\,
+             \frac{m}{\sqrt{v}/\sqrt{1-\beta_2^t} + \epsilon}
+
+    Parameters
+    ----------
+    param, grad, exp_avg, exp_avg_sq : numpy.ndarray
+        float32 or float64, all of one dtype and shape, C-contiguous. ``param``,
+        ``exp_avg`` and ``exp_avg_sq`` are updated in place; ``grad`` is only read.
+    step : int
+        The 1-based count of this step, used for bias correction.
+    lr, beta1, beta2, eps, weight_decay : float
+        Hyperparameters, as in ``torch.optim.Adam``.
+    decoupled_weight_decay : bool
+        Decay the param directly (AdamW) instead of adding ``weight_decay * param``
+        to the gradient.
+    amsgrad : bool
+        Divide by the running maximum of ``exp_avg_sq``, kept in ``max_exp_avg_sq``.
+    max_exp_avg_sq : numpy.ndarray, optional
+        Required with ``amsgrad``, updated in place.
+    maximize : bool
+        Ascend instead of descend.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a bad hyperparameter or buffer; no buffer is modified then.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastadam import functional as F
+    >>> p = np.ones(4, np.float32); g = np.full(4, 0.5, np.float32)
+    >>> m, v = np.zeros_like(p), np.zeros_like(p)
+    >>> F.adam(p, g, m, v, step=1, lr=0.1, beta1=0.9, beta2=0.999, eps=1e-8)
+    >>> p.round(6)
+    array([0.9, 0.9, 0.9, 0.9], dtype=float32)
+    """
+    coef = _algorithms.adam(
+        step=step,
+        lr=lr,
+        beta1=beta1,
+        beta2=beta2,
+        eps=eps,
+        weight_decay=weight_decay,
+        decoupled_weight_decay=decoupled_weight_decay,
+        maximize=maximize,
+    )
+    _require("max_exp_avg_sq", max_exp_avg_sq, check.flag("amsgrad", amsgrad), "amsgrad=True")
+    _ext.run1(
+        _ext.ADAM,
+        ("param", "grad", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"),
+        (param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq),
+        coef,
+    )
+
+
+def sgd(
+    param: np.ndarray,
+    grad: np.ndarray,
+    momentum_buffer: np.ndarray | None = None,
+    *,
+    step: int,
+    lr: float,
+    momentum: float = 0.0,
+    dampening: float = 0.0,
+    weight_decay: float = 0.0,
+    nesterov: bool = False,
+    maximize: bool = False,
+) -> None:
+    r"""One SGD step (with momentum, dampening and Nesterov), in place.
+
+    As ``torch.optim.SGD``; with momentum :math:`\mu` and dampening :math:`\tau`:
+
+    .. math::
+
+        g \leftarrow \pm\,\mathrm{grad} + \lambda p, \quad
+        b \leftarrow \mu b + (1-\tau)\,g \;(b \leftarrow g \text{ on step 1}), \quad
+        p \leftarrow p - \eta\,(g + \mu b \text{ if Nesterov else } b)
+
+    Parameters
+    ----------
+    param, grad : numpy.ndarray
+        float32 or float64, one dtype and shape, C-contiguous.
+    momentum_buffer : numpy.ndarray, optional
+        Required when ``momentum != 0``, updated in place.
+    step : int
+        1-based step count; on step 1 the buffer is set to the gradient, undamped.
+    lr, momentum, dampening, weight_decay : float
+        Hyperparameters, as in ``torch.optim.SGD``.
+    nesterov, maximize : bool
+        Nesterov momentum (needs momentum > 0 and zero dampening); ascend.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastadam import functional as F
+    >>> p = np.ones(2); g = np.array([1.0, -1.0]); b = np.zeros(2)
+    >>> F.sgd(p, g, b, step=1, lr=0.1, momentum=0.9)
+    >>> p
+    array([0.9, 1.1])
+    """
+    t = check.step(step)
+    coef = _algorithms.sgd(
+        lr=lr,
+        momentum=momentum,
+        dampening=dampening,
+        weight_decay=weight_decay,
+        nesterov=nesterov,
+        maximize=maximize,
+        first_step=t == 1,
+    )
+    _require("momentum_buffer", momentum_buffer, coef[1] != 0, "momentum != 0")
+    _ext.run1(_ext.SGD, ("param", "grad", "momentum_buffer"), (param, grad, momentum_buffer), coef)
+
+
+def rmsprop(
+    param: np.ndarray,
+    grad: np.ndarray,
+    square_avg: np.ndarray,
+    *,
+    lr: float,
+    alpha: float,
+    eps: float,
+    weight_decay: float = 0.0,
+    momentum: float = 0.0,
+    centered: bool = False,
+    grad_avg: np.ndarray | None = None,
+    momentum_buffer: np.ndarray | None = None,
+    maximize: bool = False,
+) -> None:
+    r"""One RMSprop step, in place (Hinton, Lecture 6e of "Neural Networks for ML").
+
+    As ``torch.optim.RMSprop`` (eps added after the square root):
+
+    .. math::
+
+        s \leftarrow \alpha s + (1-\alpha) g^2, \quad
+        \bar g \leftarrow \alpha \bar g + (1-\alpha) g \text{ (centered)}, \quad
+        d = \sqrt{s - \bar g^2} + \epsilon, \quad
+        b \leftarrow \mu b + g / d, \quad p \leftarrow p - \eta\, b
+
+    (without momentum, :math:`p \leftarrow p - \eta\, g / d`).
+
+    Parameters
+    ----------
+    param, grad, square_avg : numpy.ndarray
+        float32 or float64, one dtype and shape, C-contiguous.
+    grad_avg : numpy.ndarray, optional
+        Required with ``centered``, updated in place.
+    momentum_buffer : numpy.ndarray, optional
+        Required when ``momentum > 0``, updated in place.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastadam import functional as F
+    >>> p = np.ones(2); g = np.array([1.0, -1.0]); s = np.zeros(2)
+    >>> F.rmsprop(p, g, s, lr=0.01, alpha=0.99, eps=1e-8)
+    >>> p.round(6)
+    array([0.9, 1.1])
+    """
+    coef = _algorithms.rmsprop(
+        lr=lr,
+        alpha=alpha,
+        eps=eps,
+        weight_decay=weight_decay,
+        momentum=momentum,
+        centered=centered,
+        maximize=maximize,
+    )
+    _require("grad_avg", grad_avg, bool(centered), "centered=True")
+    _require("momentum_buffer", momentum_buffer, coef[4] > 0, "momentum > 0")
+    _ext.run1(
+        _ext.RMSPROP,
+        ("param", "grad", "square_avg", "grad_avg", "momentum_buffer"),
+        (param, grad, square_avg, grad_avg, momentum_buffer),
+        coef,
+    )
+
+
+def adagrad(
+    param: np.ndarray,
+    grad: np.ndarray,
+    state_sum: np.ndarray,
+    *,
+    step: int,
+    lr: float,
+    eps: float,
+    lr_decay: float = 0.0,
+    weight_decay: float = 0.0,
+    maximize: bool = False,
+) -> None:
+    r"""One Adagrad step, in place (Duchi, Hazan & Singer, JMLR 2011).
+
+    As ``torch.optim.Adagrad``:
+
+    .. math::
+
+        s \leftarrow s + g^2, \quad
+        p \leftarrow p - \frac{\eta}{1 + (t-1)\,\delta}\, \frac{g}{\sqrt{s} + \epsilon}
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastadam import functional as F
+    >>> p = np.ones(2); g = np.array([2.0, -2.0]); s = np.zeros(2)
+    >>> F.adagrad(p, g, s, step=1, lr=0.1, eps=1e-10)
+    >>> p
+    array([0.9, 1.1])
+    """
+    coef = _algorithms.adagrad(
+        step=step, lr=lr, lr_decay=lr_decay, weight_decay=weight_decay, eps=eps, maximize=maximize
+    )
+    _ext.run1(_ext.ADAGRAD, ("param", "grad", "state_sum"), (param, grad, state_sum), coef)
+
+
+def adamax(
+    param: np.ndarray,
+    grad: np.ndarray,
+    exp_avg: np.ndarray,
+    exp_inf: np.ndarray,
+    *,
+    step: int,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float = 0.0,
+    maximize: bool = False,
+) -> None:
+    r"""One Adamax step, in place: Adam's infinity-norm variant (arXiv:1412.6980, section 7.1).
+
+    As ``torch.optim.Adamax``:
+
+    .. math::
+
+        m \leftarrow \beta_1 m + (1-\beta_1) g, \quad
+        u \leftarrow \max(\beta_2 u, |g| + \epsilon), \quad
+        p \leftarrow p - \frac{\eta}{1-\beta_1^t}\,\frac{m}{u}
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastadam import functional as F
+    >>> p = np.ones(2); g = np.array([1.0, -1.0]); m, u = np.zeros(2), np.zeros(2)
+    >>> F.adamax(p, g, m, u, step=1, lr=0.1, beta1=0.9, beta2=0.999, eps=0.0)
+    >>> p
+    array([0.9, 1.1])
+    """
+    coef = _algorithms.adamax(
+        step=step,
+        lr=lr,
+        beta1=beta1,
+        beta2=beta2,
+        eps=eps,
+        weight_decay=weight_decay,
+        maximize=maximize,
+    )
+    _ext.run1(
+        _ext.ADAMAX, ("param", "grad", "exp_avg", "exp_inf"), (param, grad, exp_avg, exp_inf), coef
+    )
+
+
+def lion(
+    param: np.ndarray,
+    grad: np.ndarray,
+    exp_avg: np.ndarray,
+    *,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    weight_decay: float = 0.0,
+    maximize: bool = False,
+) -> None:
+    r"""One Lion step, in place (Chen et al., "Symbolic Discovery of Optimization
+    Algorithms", arXiv:2302.06675).
+
+    .. math::
+
+        c = \beta_1 m + (1-\beta_1) g, \quad
+        p \leftarrow p\,(1 - \eta\lambda) - \eta\,\mathrm{sign}(c), \quad
+        m \leftarrow \beta_2 m + (1-\beta_2) g
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastadam import functional as F
+    >>> p = np.ones(3); g = np.array([0.5, -2.0, 0.0]); m = np.zeros(3)
+    >>> F.lion(p, g, m, lr=0.1, beta1=0.9, beta2=0.99)
+    >>> p
+    array([0.9, 1.1, 1. ])
+    """
+    coef = _algorithms.lion(
+        lr=lr, beta1=beta1, beta2=beta2, weight_decay=weight_decay, maximize=maximize
+    )
+    _ext.run1(_ext.LION, ("param", "grad", "exp_avg"), (param, grad, exp_avg), coef)

@@ -1,0 +1,102 @@
+"""Build the fastadam extension: C kernels (src_c/) behind a Cython boundary.
+
+Environment switches (all optional):
+  FASTADAM_NATIVE=1      tune for this machine (-march=native); off by default so
+                         a wheel runs on any x86-64 (the kernels pick AVX-512 /
+                         AVX2 / baseline at run time anyway)
+  FASTADAM_NO_OPENMP=1   build without OpenMP (fastadam then runs one thread)
+  FASTADAM_SANITIZE=1    build with -fsanitize=address,undefined for testing
+"""
+
+import os
+import subprocess
+import sys
+import sysconfig
+import tempfile
+
+import numpy
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+KERNEL_SOURCES = ["src_c/kernels.c", "src_c/run.c"]
+
+# Value-safe flags only: -fno-math-errno lets sqrt vectorise, -fno-trapping-math
+# lets selects vectorise, and -ffp-contract=off keeps vector body and scalar
+# tail (and every instruction set) computing the same bits.
+KERNEL_FLAGS = [
+    "-std=c11",
+    "-O3",
+    "-fno-math-errno",
+    "-fno-trapping-math",
+    "-ffp-contract=off",
+    "-Wall",
+    "-Wextra",
+]
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "") not in ("", "0")
+
+
+def _compiler_accepts(flags: list[str]) -> bool:
+    """Whether the C compiler can build and link a small OpenMP program with flags."""
+    cc = os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc"
+    source = "#include <omp.h>\nint main(void) { return omp_get_max_threads() < 1; }\n"
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "probe.c")
+        with open(path, "w") as f:
+            f.write(source)
+        cmd = [*cc.split(), path, "-o", os.path.join(tmp, "probe"), *flags]
+        return subprocess.run(cmd, capture_output=True).returncode == 0
+
+
+kernel_args = list(KERNEL_FLAGS)
+link_args: list[str] = []
+if _flag("FASTADAM_NATIVE"):
+    kernel_args.append("-march=native")
+if not _flag("FASTADAM_NO_OPENMP") and _compiler_accepts(["-fopenmp"]):
+    kernel_args.append("-fopenmp")
+    link_args.append("-fopenmp")
+else:
+    print("fastadam: building without OpenMP (one thread)", file=sys.stderr)
+sanitize = []
+if _flag("FASTADAM_SANITIZE"):
+    sanitize = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-g"]
+
+
+class BuildExt(build_ext):
+    """Compile the C kernels with their own flags, then the Cython module."""
+
+    def build_extension(self, ext: Extension) -> None:
+        ext.extra_objects = self.compiler.compile(
+            KERNEL_SOURCES,
+            output_dir=self.build_temp,
+            include_dirs=["src_c"],
+            extra_postargs=kernel_args + sanitize,
+        )
+        super().build_extension(ext)
+
+
+extension = Extension(
+    "fastadam._ext",
+    sources=["fastadam/_ext.pyx"],
+    include_dirs=["src_c", numpy.get_include()],
+    define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+    extra_compile_args=["-O2", *sanitize],
+    extra_link_args=link_args + sanitize,
+)
+
+setup(
+    cmdclass={"build_ext": BuildExt},
+    ext_modules=cythonize(
+        [extension],
+        compiler_directives={
+            "language_level": 3,
+            "boundscheck": False,
+            "wraparound": False,
+            "cdivision": True,
+            "initializedcheck": False,
+        },
+    ),
+)

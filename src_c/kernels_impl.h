@@ -1,0 +1,256 @@
+/*
+ * Every algorithm, written once. kernels.c includes this file once per dtype
+ * with FA_T (the element type), FA_SQRT and FA_NAME(algo) defined.
+ *
+ * Element i of every output depends only on element i of the inputs, and the
+ * vectorised body and the scalar tail compute the same bits (no FMA
+ * contraction, see setup.py), so results do not depend on array length,
+ * offset or the number of threads.
+ *
+ * The operation order follows torch.optim's single-tensor implementations;
+ * comments give each update in that order. Loop-invariant options are selects,
+ * which the compiler hoists or blends; a NULL state buffer turns its feature off.
+ */
+
+#define FA_GRAD(i) (maximize ? -g[i] : g[i])
+#define FA_L2(gi, pi) (weight_decay != 0 ? (gi) + weight_decay * (pi) : (gi))
+
+/* lerp(a, b, w) as torch computes it: a + w*(b-a) for |w| < 0.5, else b - (1-w)*(b-a). */
+FA_INLINE FA_T FA_NAME(lerp)(FA_T a, FA_T b, FA_T w, int small)
+{
+    const FA_T d = b - a;
+    return small ? a + w * d : b + (w - (FA_T)1) * d;
+}
+
+/*
+ * Adam / AdamW:  g = ±grad [+ wd*p];  p *= 1 - lr*wd (decoupled);
+ * m = lerp(m, g, 1-b1);  v = b2*v + (1-b2)*g*g;  vmax = max(vmax, v) (amsgrad);
+ * p -= step_size*m / (sqrt(v)/sqrt(1-b2^t) + eps)
+ */
+FA_ALWAYS_INLINE void FA_NAME(adam_loop)(size_t n, void *const *buf, const double *k,
+                                                const int amsgrad)
+{
+    FA_T *FA_RESTRICT p = buf[0];
+    const FA_T *FA_RESTRICT g = buf[1];
+    FA_T *FA_RESTRICT m = buf[2];
+    FA_T *FA_RESTRICT v = buf[3];
+    FA_T *FA_RESTRICT vmax = buf[4];
+    const FA_T w1 = (FA_T)(1.0 - k[FA_ADAM_BETA1]);
+    const int small = 1.0 - k[FA_ADAM_BETA1] < 0.5;
+    const FA_T beta2 = (FA_T)k[FA_ADAM_BETA2];
+    const FA_T w2 = (FA_T)(1.0 - k[FA_ADAM_BETA2]);
+    const FA_T eps = (FA_T)k[FA_ADAM_EPS];
+    const FA_T step_size = (FA_T)k[FA_ADAM_STEP_SIZE];
+    const FA_T bc2_sqrt = (FA_T)k[FA_ADAM_BIAS_CORRECTION2_SQRT];
+    const FA_T weight_decay = (FA_T)k[FA_ADAM_WEIGHT_DECAY];
+    const FA_T param_scale = (FA_T)k[FA_ADAM_PARAM_SCALE];
+    const int decoupled = k[FA_ADAM_PARAM_SCALE] != 1.0;
+    const int maximize = k[FA_ADAM_MAXIMIZE] != 0.0;
+
+    for (size_t i = 0; i < n; i++) {
+        const FA_T pi = decoupled ? p[i] * param_scale : p[i];
+        const FA_T gi = FA_L2(FA_GRAD(i), p[i]);
+        const FA_T mi = FA_NAME(lerp)(m[i], gi, w1, small);
+        const FA_T vi = v[i] * beta2 + w2 * gi * gi;
+        FA_T denom_v = vi;
+        if (amsgrad) {
+            denom_v = vmax[i] < vi ? vi : vmax[i];
+            vmax[i] = denom_v;
+        }
+        const FA_T denom = FA_SQRT(denom_v) / bc2_sqrt + eps;
+        m[i] = mi;
+        v[i] = vi;
+        p[i] = pi - step_size * mi / denom;
+    }
+}
+
+FA_KERNEL void FA_NAME(adam)(size_t n, void *const *buf, const double *k)
+{
+    if (buf[4] != NULL)
+        FA_NAME(adam_loop)(n, buf, k, 1);
+    else
+        FA_NAME(adam_loop)(n, buf, k, 0);
+}
+
+/*
+ * SGD:  g = ±grad [+ wd*p];  b = g on the first step, else b = mom*b + (1-dampening)*g;
+ * g = nesterov ? g + mom*b : b;  p -= lr*g
+ */
+FA_KERNEL void FA_NAME(sgd)(size_t n, void *const *buf, const double *k)
+{
+    FA_T *FA_RESTRICT p = buf[0];
+    const FA_T *FA_RESTRICT g = buf[1];
+    FA_T *FA_RESTRICT b = buf[2];
+    const FA_T lr = (FA_T)k[FA_SGD_LR];
+    const FA_T momentum = (FA_T)k[FA_SGD_MOMENTUM];
+    const FA_T w = (FA_T)(1.0 - k[FA_SGD_DAMPENING]);
+    const FA_T weight_decay = (FA_T)k[FA_SGD_WEIGHT_DECAY];
+    const int nesterov = k[FA_SGD_NESTEROV] != 0.0;
+    const int maximize = k[FA_SGD_MAXIMIZE] != 0.0;
+    const int first = k[FA_SGD_FIRST_STEP] != 0.0;
+
+    if (b == NULL) {
+        for (size_t i = 0; i < n; i++)
+            p[i] = p[i] - lr * FA_L2(FA_GRAD(i), p[i]);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const FA_T gi = FA_L2(FA_GRAD(i), p[i]);
+        const FA_T bi = first ? gi : b[i] * momentum + w * gi;
+        b[i] = bi;
+        p[i] = p[i] - lr * (nesterov ? gi + momentum * bi : bi);
+    }
+}
+
+/*
+ * RMSprop:  g = ±grad [+ wd*p];  s = alpha*s + (1-alpha)*g*g;
+ * centered: a = lerp(a, g, 1-alpha), avg = sqrt(s - a*a) + eps; else avg = sqrt(s) + eps;
+ * momentum: b = mom*b + g/avg, p -= lr*b;  else p -= lr*g/avg
+ */
+FA_ALWAYS_INLINE void FA_NAME(rmsprop_loop)(size_t n, void *const *buf, const double *k,
+                                                   const int centered, const int with_momentum)
+{
+    FA_T *FA_RESTRICT p = buf[0];
+    const FA_T *FA_RESTRICT g = buf[1];
+    FA_T *FA_RESTRICT s = buf[2];
+    FA_T *FA_RESTRICT a = buf[3];
+    FA_T *FA_RESTRICT b = buf[4];
+    const FA_T lr = (FA_T)k[FA_RMSPROP_LR];
+    const FA_T alpha = (FA_T)k[FA_RMSPROP_ALPHA];
+    const FA_T w = (FA_T)(1.0 - k[FA_RMSPROP_ALPHA]);
+    const int small = 1.0 - k[FA_RMSPROP_ALPHA] < 0.5;
+    const FA_T eps = (FA_T)k[FA_RMSPROP_EPS];
+    const FA_T weight_decay = (FA_T)k[FA_RMSPROP_WEIGHT_DECAY];
+    const FA_T momentum = (FA_T)k[FA_RMSPROP_MOMENTUM];
+    const int maximize = k[FA_RMSPROP_MAXIMIZE] != 0.0;
+
+    for (size_t i = 0; i < n; i++) {
+        const FA_T gi = FA_L2(FA_GRAD(i), p[i]);
+        const FA_T si = s[i] * alpha + w * gi * gi;
+        FA_T centred = si;
+        s[i] = si;
+        if (centered) {
+            const FA_T ai = FA_NAME(lerp)(a[i], gi, w, small);
+            a[i] = ai;
+            centred = si - ai * ai;
+        }
+        const FA_T avg = FA_SQRT(centred) + eps;
+        if (with_momentum) {
+            const FA_T bi = b[i] * momentum + gi / avg;
+            b[i] = bi;
+            p[i] = p[i] - lr * bi;
+        } else {
+            p[i] = p[i] - lr * gi / avg;
+        }
+    }
+}
+
+FA_KERNEL void FA_NAME(rmsprop)(size_t n, void *const *buf, const double *k)
+{
+    const int centered = buf[3] != NULL, with_momentum = buf[4] != NULL;
+
+    if (centered && with_momentum)
+        FA_NAME(rmsprop_loop)(n, buf, k, 1, 1);
+    else if (centered)
+        FA_NAME(rmsprop_loop)(n, buf, k, 1, 0);
+    else if (with_momentum)
+        FA_NAME(rmsprop_loop)(n, buf, k, 0, 1);
+    else
+        FA_NAME(rmsprop_loop)(n, buf, k, 0, 0);
+}
+
+/* Adagrad:  g = ±grad [+ wd*p];  s += g*g;  p -= clr*g / (sqrt(s) + eps) */
+FA_KERNEL void FA_NAME(adagrad)(size_t n, void *const *buf, const double *k)
+{
+    FA_T *FA_RESTRICT p = buf[0];
+    const FA_T *FA_RESTRICT g = buf[1];
+    FA_T *FA_RESTRICT s = buf[2];
+    const FA_T clr = (FA_T)k[FA_ADAGRAD_CLR];
+    const FA_T eps = (FA_T)k[FA_ADAGRAD_EPS];
+    const FA_T weight_decay = (FA_T)k[FA_ADAGRAD_WEIGHT_DECAY];
+    const int maximize = k[FA_ADAGRAD_MAXIMIZE] != 0.0;
+
+    for (size_t i = 0; i < n; i++) {
+        const FA_T gi = FA_L2(FA_GRAD(i), p[i]);
+        const FA_T si = s[i] + gi * gi;
+        s[i] = si;
+        p[i] = p[i] - clr * gi / (FA_SQRT(si) + eps);
+    }
+}
+
+/*
+ * Adamax (Kingma & Ba 2014, section 7.1):  g = ±grad [+ wd*p];  m = lerp(m, g, 1-b1);
+ * u = max(b2*u, |g| + eps);  p -= lr/(1-b1^t) * m/u
+ */
+FA_KERNEL void FA_NAME(adamax)(size_t n, void *const *buf, const double *k)
+{
+    FA_T *FA_RESTRICT p = buf[0];
+    const FA_T *FA_RESTRICT g = buf[1];
+    FA_T *FA_RESTRICT m = buf[2];
+    FA_T *FA_RESTRICT u = buf[3];
+    const FA_T w1 = (FA_T)(1.0 - k[FA_ADAMAX_BETA1]);
+    const int small = 1.0 - k[FA_ADAMAX_BETA1] < 0.5;
+    const FA_T beta2 = (FA_T)k[FA_ADAMAX_BETA2];
+    const FA_T eps = (FA_T)k[FA_ADAMAX_EPS];
+    const FA_T clr = (FA_T)k[FA_ADAMAX_CLR];
+    const FA_T weight_decay = (FA_T)k[FA_ADAMAX_WEIGHT_DECAY];
+    const int maximize = k[FA_ADAMAX_MAXIMIZE] != 0.0;
+
+    for (size_t i = 0; i < n; i++) {
+        const FA_T gi = FA_L2(FA_GRAD(i), p[i]);
+        const FA_T mi = FA_NAME(lerp)(m[i], gi, w1, small);
+        const FA_T decayed = u[i] * beta2;
+        const FA_T fresh = (gi < 0 ? -gi : gi) + eps;
+        const FA_T ui = decayed < fresh ? fresh : decayed;
+        m[i] = mi;
+        u[i] = ui;
+        p[i] = p[i] - clr * mi / ui;
+    }
+}
+
+/*
+ * Lion (Chen et al. 2023):  g = ±grad;  c = b1*m + (1-b1)*g;
+ * p = p*(1 - lr*wd) - lr*sign(c);  m = b2*m + (1-b2)*g
+ */
+FA_KERNEL void FA_NAME(lion)(size_t n, void *const *buf, const double *k)
+{
+    FA_T *FA_RESTRICT p = buf[0];
+    const FA_T *FA_RESTRICT g = buf[1];
+    FA_T *FA_RESTRICT m = buf[2];
+    const FA_T lr = (FA_T)k[FA_LION_LR];
+    const FA_T beta1 = (FA_T)k[FA_LION_BETA1];
+    const FA_T w1 = (FA_T)(1.0 - k[FA_LION_BETA1]);
+    const FA_T beta2 = (FA_T)k[FA_LION_BETA2];
+    const FA_T w2 = (FA_T)(1.0 - k[FA_LION_BETA2]);
+    const FA_T param_scale = (FA_T)(1.0 - k[FA_LION_LR] * k[FA_LION_WEIGHT_DECAY]);
+    const int decoupled = k[FA_LION_WEIGHT_DECAY] != 0.0;
+    const int maximize = k[FA_LION_MAXIMIZE] != 0.0;
+
+    for (size_t i = 0; i < n; i++) {
+        const FA_T gi = FA_GRAD(i);
+        const FA_T c = m[i] * beta1 + w1 * gi;
+        const FA_T sign = c > 0 ? (FA_T)1 : (c < 0 ? (FA_T)-1 : c);
+        const FA_T pi = decoupled ? p[i] * param_scale : p[i];
+        p[i] = pi - lr * sign;
+        m[i] = m[i] * beta2 + w2 * gi;
+    }
+}
+
+/* The memory-traffic ceiling: Adam's reads and writes, trivial maths. */
+FA_KERNEL void FA_NAME(traffic)(size_t n, void *const *buf, const double *k)
+{
+    FA_T *FA_RESTRICT p = buf[0];
+    const FA_T *FA_RESTRICT g = buf[1];
+    FA_T *FA_RESTRICT m = buf[2];
+    FA_T *FA_RESTRICT v = buf[3];
+    (void)k;
+
+    for (size_t i = 0; i < n; i++) {
+        p[i] += g[i];
+        m[i] += g[i];
+        v[i] += g[i];
+    }
+}
+
+#undef FA_GRAD
+#undef FA_L2

@@ -1,0 +1,92 @@
+/*
+ * fa_run: split the elements of all tensors of one call evenly over the
+ * threads. Each thread takes one contiguous range of the concatenated
+ * elements, so a call with many small tensors is still one parallel region.
+ * Since each element's result depends only on that element's inputs, the
+ * split never changes the bits.
+ */
+#include "kernels.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* Below this many elements per thread, a parallel region costs more than it saves. */
+#define FA_MIN_PER_THREAD ((size_t)1 << 15)
+/* Range boundaries fall on multiples of this many elements (a 64-byte line of floats). */
+#define FA_GRAIN ((size_t)16)
+
+static int fa_num_threads = 1;
+
+static const size_t fa_itemsize[FA_NUM_DTYPES] = {sizeof(float), sizeof(double)};
+
+/* Run the kernel on elements [begin, begin + n) of one tensor. */
+static void run_slice(fa_kernel const *kernel, const fa_tensor *t, size_t begin, size_t n)
+{
+    void *buf[FA_MAX_BUFS];
+    const size_t offset = begin * fa_itemsize[t->dtype];
+
+    for (int b = 0; b < FA_MAX_BUFS; b++)
+        buf[b] = t->buf[b] == NULL ? NULL : (char *)t->buf[b] + offset;
+    kernel[t->dtype](n, buf, t->coef);
+}
+
+/* Run elements [lo, hi) of the tensors laid end to end. */
+static void run_range(fa_kernel const *kernel, const fa_tensor *t, size_t nt, size_t lo, size_t hi)
+{
+    size_t start = 0;
+
+    for (size_t i = 0; i < nt && start < hi; start += t[i].n, i++) {
+        const size_t end = start + t[i].n;
+        const size_t b = lo > start ? lo : start;
+        const size_t e = hi < end ? hi : end;
+        if (b < e)
+            run_slice(kernel, &t[i], b - start, e - b);
+    }
+}
+
+void fa_run(fa_algo algo, const fa_tensor *tensors, size_t ntensors)
+{
+    fa_kernel const *kernel = fa_kernels[algo];
+    size_t total = 0;
+    int nthreads = fa_num_threads;
+
+    for (size_t i = 0; i < ntensors; i++)
+        total += tensors[i].n;
+    if (total / FA_MIN_PER_THREAD < (size_t)nthreads)
+        nthreads = (int)(total / FA_MIN_PER_THREAD);
+    if (nthreads <= 1) {
+        run_range(kernel, tensors, ntensors, 0, total);
+        return;
+    }
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nthreads)
+    {
+        const size_t nth = (size_t)omp_get_num_threads();
+        const size_t id = (size_t)omp_get_thread_num();
+        const size_t grains = (total + FA_GRAIN - 1) / FA_GRAIN;
+        const size_t lo = grains * id / nth * FA_GRAIN;
+        const size_t hi = grains * (id + 1) / nth * FA_GRAIN;
+        run_range(kernel, tensors, ntensors, lo, hi < total ? hi : total);
+    }
+#endif
+}
+
+void fa_set_num_threads(int n)
+{
+    fa_num_threads = n < 1 || !fa_has_openmp() ? 1 : n;
+}
+
+int fa_get_num_threads(void)
+{
+    return fa_num_threads;
+}
+
+int fa_has_openmp(void)
+{
+#ifdef _OPENMP
+    return 1;
+#else
+    return 0;
+#endif
+}
