@@ -18,6 +18,8 @@ def real(name: str, value: object) -> float:
 
     Python and NumPy integers and floats are numbers; bools, strings and None are not.
     """
+    if type(value) is float:  # the common case, without the slower abstract checks
+        return value
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
     return float(value)
@@ -71,14 +73,16 @@ def betas(value: object) -> tuple[float, float]:
 
 def flag(name: str, value: object) -> bool:
     """A bool (Python or NumPy); 0 and 1 are not accepted, to catch swapped arguments."""
-    if not isinstance(value, (bool, np.bool_)):
+    if type(value) is not bool and not isinstance(value, np.bool_):
         raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
     return bool(value)
 
 
 def step(value: object) -> int:
     """The 1-based step count: an integer >= 1 (NumPy integers accepted, bools not)."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+    if type(value) is not int and (
+        isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral)
+    ):
         raise TypeError(f"step must be an integer, got {type(value).__name__}")
     if value < 1:
         raise ValueError(f"Invalid step value: {value} (steps count from 1)")

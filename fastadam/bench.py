@@ -1,0 +1,489 @@
+"""Benchmark fastadam's Adam step against NumPy, torch and the memory ceiling.
+
+Run ``python -m fastadam.bench`` (``--help`` for options). An Adam step is
+memory-bound: per element it reads param, grad, exp_avg and exp_avg_sq and
+writes three of them back, 7 x itemsize bytes. The ceiling is a kernel shipped
+in the extension that moves exactly those bytes with trivial maths, measured in
+the same run, so every number here is a ratio on one machine at one time.
+Times are medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from . import _config, _ext, functional
+from .optimizers import Adam
+
+Step = Callable[[], None]
+
+LR, BETA1, BETA2, EPS = 1e-3, 0.9, 0.999, 1e-8
+TRAFFIC_NAMES = ("param", "grad", "exp_avg", "exp_avg_sq")
+
+# The parameter shapes of GPT-2 small (124 M parameters in 148 tensors).
+GPT2_SMALL: list[tuple[int, ...]] = [
+    (50257, 768),
+    (1024, 768),
+    *[
+        shape
+        for _ in range(12)
+        for shape in [
+            (768,),
+            (768,),
+            (768, 2304),
+            (2304,),
+            (768, 768),
+            (768,),
+            (768,),
+            (768,),
+            (768, 3072),
+            (3072,),
+            (3072, 768),
+            (768,),
+        ]
+    ],
+    (768,),
+    (768,),
+]
+
+
+def _buffers(shapes: Sequence[tuple[int, ...]], dtype: type, seed: int = 0) -> list[np.ndarray]:
+    """param, grad, exp_avg, exp_avg_sq for each shape, flattened into one list of 4-tuples."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for shape in shapes:
+        p = rng.standard_normal(shape).astype(dtype)
+        g = (rng.standard_normal(shape) * 1e-2).astype(dtype)
+        out.append((p, g, np.zeros_like(p), np.zeros_like(p)))
+    return out
+
+
+# ------------------------------------------------------------ implementations
+
+
+def _counter() -> Callable[[], int]:
+    step = 0
+
+    def next_step() -> int:
+        nonlocal step
+        step += 1
+        return step
+
+    return next_step
+
+
+def make_ceiling(shapes: Sequence[tuple[int, ...]], dtype: type) -> Step:
+    tensors = _buffers(shapes, dtype)
+
+    def run() -> None:
+        for buffers in tensors:
+            _ext.run1(_ext.TRAFFIC, TRAFFIC_NAMES, buffers, ())
+
+    return run
+
+
+def make_fastadam(shapes: Sequence[tuple[int, ...]], dtype: type) -> Step:
+    tensors = _buffers(shapes, dtype)
+    next_step = _counter()
+
+    def run() -> None:
+        t = next_step()
+        for p, g, m, v in tensors:
+            functional.adam(p, g, m, v, step=t, lr=LR, beta1=BETA1, beta2=BETA2, eps=EPS)
+
+    return run
+
+
+def make_fastadam_class(shapes: Sequence[tuple[int, ...]], dtype: type) -> Step:
+    tensors = _buffers(shapes, dtype)
+    params = [t[0] for t in tensors]
+    grads = [t[1] for t in tensors]
+    opt = Adam(params, lr=LR)
+    return lambda: opt.step(grads)
+
+
+def make_numpy_inplace(shapes: Sequence[tuple[int, ...]], dtype: type) -> Step:
+    """Adam with in-place ufuncs and preallocated scratch: NumPy at its best."""
+    tensors = [(*t, np.empty_like(t[0])) for t in _buffers(shapes, dtype)]
+    next_step = _counter()
+
+    def run() -> None:
+        t = next_step()
+        step_size = LR / (1 - BETA1**t)
+        bc2_sqrt = (1 - BETA2**t) ** 0.5
+        for p, g, m, v, tmp in tensors:
+            m *= BETA1
+            np.multiply(g, 1 - BETA1, out=tmp)
+            m += tmp
+            v *= BETA2
+            np.multiply(g, g, out=tmp)
+            tmp *= 1 - BETA2
+            v += tmp
+            np.sqrt(v, out=tmp)
+            tmp /= bc2_sqrt
+            tmp += EPS
+            np.divide(m, tmp, out=tmp)
+            tmp *= step_size
+            p -= tmp
+
+    return run
+
+
+def make_numpy(shapes: Sequence[tuple[int, ...]], dtype: type) -> Step:
+    """Adam written as in the paper, one temporary per operation."""
+    tensors = _buffers(shapes, dtype)
+    next_step = _counter()
+
+    def run() -> None:
+        t = next_step()
+        for p, g, m, v in tensors:
+            m[...] = BETA1 * m + (1 - BETA1) * g
+            v[...] = BETA2 * v + (1 - BETA2) * g * g
+            m_hat = m / (1 - BETA1**t)
+            v_hat = v / (1 - BETA2**t)
+            p -= LR * m_hat / (np.sqrt(v_hat) + EPS)
+
+    return run
+
+
+def _torch_maker(**options: bool) -> Callable[[Sequence[tuple[int, ...]], type], Step]:
+    def make(shapes: Sequence[tuple[int, ...]], dtype: type) -> Step:
+        import torch
+
+        params = []
+        for p, g, _, _ in _buffers(shapes, dtype):
+            tp = torch.from_numpy(p).requires_grad_()
+            tp.grad = torch.from_numpy(g)
+            params.append(tp)
+        opt = torch.optim.Adam(params, lr=LR, **options)
+        return opt.step
+
+    return make
+
+
+def torch_available() -> bool:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+IMPLEMENTATIONS: dict[str, Callable[[Sequence[tuple[int, ...]], type], Step]] = {
+    "ceiling": make_ceiling,
+    "fastadam": make_fastadam,
+    "fastadam.Adam": make_fastadam_class,
+    "torch-fused": _torch_maker(fused=True),
+    "torch-foreach": _torch_maker(foreach=True),
+    "torch-forloop": _torch_maker(foreach=False),
+    "numpy-inplace": make_numpy_inplace,
+    "numpy": make_numpy,
+}
+NEEDS_TORCH = {name for name in IMPLEMENTATIONS if name.startswith("torch")}
+
+
+# ------------------------------------------------------------------ measuring
+
+
+def set_threads(n: int) -> None:
+    _config.set_num_threads(n)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(n)
+
+
+def median_time(run: Step, min_time: float, min_repeats: int = 5, batch: int = 1) -> float:
+    """Median seconds per call, over at least ``min_repeats`` batches and ``min_time`` s."""
+    run()
+    run()
+    samples: list[float] = []
+    start = time.perf_counter()
+    while len(samples) < min_repeats or time.perf_counter() - start < min_time:
+        t0 = time.perf_counter()
+        for _ in range(batch):
+            run()
+        samples.append((time.perf_counter() - t0) / batch)
+        if len(samples) >= 1000:
+            break
+    return statistics.median(samples)
+
+
+@dataclass
+class Result:
+    impl: str
+    dtype: str
+    threads: int
+    elements: int
+    tensors: int
+    seconds: float
+    gbps: float
+    of_ceiling: float | None = None
+    vs_numpy: float | None = None
+
+
+@dataclass
+class Report:
+    machine: dict[str, object]
+    results: list[Result] = field(default_factory=list)
+    small_calls_us: dict[str, float] = field(default_factory=dict)
+    goals: list[str] = field(default_factory=list)
+
+
+def measure(
+    impl: str,
+    shapes: Sequence[tuple[int, ...]],
+    dtype: type,
+    threads: int,
+    min_time: float,
+) -> Result:
+    set_threads(threads)
+    run = IMPLEMENTATIONS[impl](shapes, dtype)
+    elements = sum(int(np.prod(s)) for s in shapes)
+    batch = max(1, 200_000 // max(elements, 1))
+    seconds = median_time(run, min_time, batch=batch)
+    del run
+    traffic = 7 * np.dtype(dtype).itemsize * elements
+    return Result(
+        impl, np.dtype(dtype).name, threads, elements, len(shapes), seconds, traffic / seconds / 1e9
+    )
+
+
+def add_ratios(results: Sequence[Result]) -> None:
+    """Fill in each result's fraction of the ceiling and speed-up over numpy-inplace."""
+
+    def key(r: Result) -> tuple[str, int, int, int]:
+        return (r.dtype, r.threads, r.elements, r.tensors)
+
+    ceiling = {key(r): r.seconds for r in results if r.impl == "ceiling"}
+    numpy_ = {key(r): r.seconds for r in results if r.impl == "numpy-inplace"}
+    for r in results:
+        if key(r) in ceiling:
+            r.of_ceiling = ceiling[key(r)] / r.seconds
+        single = (r.dtype, 1, r.elements, r.tensors)
+        if single in numpy_:  # NumPy's ufuncs use one thread whatever is asked
+            r.vs_numpy = numpy_[single] / r.seconds
+
+
+# ---------------------------------------------------------------- the suites
+
+
+def small_calls(min_time: float) -> dict[str, float]:
+    """Microseconds per call for a trainer with many small tensors (float32, 1 000 elements)."""
+    set_threads(_config.available_cpus())
+    ((p, g, m, v),) = _buffers([(1000,)], np.float32)
+    counter = _counter()
+
+    def one_functional() -> None:
+        functional.adam(p, g, m, v, step=counter(), lr=LR, beta1=BETA1, beta2=BETA2, eps=EPS)
+
+    out = {"functional.adam, 1 x 1000": median_time(one_functional, min_time, batch=200) * 1e6}
+    for count in (1, 100):
+        step = make_fastadam_class([(1000,)] * count, np.float32)
+        out[f"Adam.step, {count} x 1000"] = median_time(step, min_time, batch=20) * 1e6
+    return out
+
+
+def _check(goals: list[str], label: str, value: float | None, goal: float, unit: str = "x") -> None:
+    if value is None:
+        return
+    ok = value >= goal if unit == "x" else value <= goal
+    sign = ">=" if unit == "x" else "<="
+    goals.append(
+        f"[{'ok' if ok else 'MISSED'}] {label}: {value:.3g} {unit} (goal {sign} {goal} {unit})"
+    )
+
+
+def evaluate_goals(report: Report) -> None:
+    """The performance goals (issue: at the memory-bandwidth ceiling, ahead of torch)."""
+    by = {(r.impl, r.dtype, r.threads, r.elements, r.tensors): r for r in report.results}
+    goals = report.goals
+    for (impl, dtype, threads, n, tensors), r in by.items():
+        if impl not in ("fastadam", "fastadam.Adam"):
+            continue
+        where = f"{impl} {dtype} {n:,} elements in {tensors} tensor(s), {threads} thread(s)"
+        floor = 0.92 if threads == 1 else 0.9
+        if n >= 1_000_000:
+            _check(goals, f"{where} vs ceiling", r.of_ceiling, floor)
+        fused = by.get(("torch-fused", dtype, threads, n, tensors))
+        if fused is not None:
+            _check(goals, f"{where} vs torch fused", fused.seconds / r.seconds, 1.05)
+        if n >= 1_000_000 and tensors == 1:
+            _check(goals, f"{where} vs numpy in-place", r.vs_numpy, 8.0)
+    limits = {
+        "functional.adam, 1 x 1000": 1.5,
+        "Adam.step, 1 x 1000": 4.0,
+        "Adam.step, 100 x 1000": 120.0,
+    }
+    for label, us in report.small_calls_us.items():
+        _check(goals, label, us, limits[label], unit="us")
+
+
+def machine() -> dict[str, object]:
+    info = dict(_config.config())
+    info["processor"] = _cpu_name()
+    if torch_available():
+        import torch
+
+        info["torch"] = torch.__version__
+    return info
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def run_suite(
+    cases: Iterable[tuple[str, Sequence[tuple[int, ...]], type, int]],
+    min_time: float,
+    progress: bool,
+) -> list[Result]:
+    cases = list(cases)
+    results = []
+    for number, (impl, shapes, dtype, threads) in enumerate(cases, 1):
+        if progress:
+            n = sum(int(np.prod(s)) for s in shapes)
+            print(
+                f"\r[{number}/{len(cases)}] {impl:14} {np.dtype(dtype).name} "
+                f"{n:>11,} elements, {threads} thread(s)   ",
+                end="",
+                file=sys.stderr,
+                flush=True,
+            )
+        results.append(measure(impl, shapes, dtype, threads, min_time))
+    if progress:
+        print(file=sys.stderr)
+    return results
+
+
+# -------------------------------------------------------------------- output
+
+
+def format_table(results: Sequence[Result]) -> str:
+    header = (
+        f"{'dtype':8} {'thr':>3} {'elements':>12} {'tensors':>7}  {'implementation':15}"
+        f"{'ms/step':>10} {'GB/s':>7} {'% ceiling':>10} {'x numpy':>8}"
+    )
+    lines = [header, "-" * len(header)]
+    for r in results:
+        ceiling = f"{100 * r.of_ceiling:9.1f}%" if r.of_ceiling is not None else f"{'':10}"
+        speedup = f"{r.vs_numpy:8.2f}" if r.vs_numpy is not None else f"{'':8}"
+        lines.append(
+            f"{r.dtype:8} {r.threads:3} {r.elements:12,} {r.tensors:7}  {r.impl:15}"
+            f"{r.seconds * 1e3:10.3f} {r.gbps:7.1f} {ceiling} {speedup}"
+        )
+    return "\n".join(lines)
+
+
+def format_report(report: Report) -> str:
+    m = report.machine
+    parts = [
+        f"fastadam {m['fastadam']} benchmark on {m['processor']} ({m['machine']}), "
+        f"kernels: {m['simd']}, {m['cpus available']} CPU(s), numpy {m['numpy']}"
+        + (f", torch {m['torch']}" if "torch" in m else ", torch not installed"),
+        "Adam step; time = median; GB/s = 7 x itemsize x elements / time; "
+        "% ceiling = ceiling time / time; x numpy = numpy-inplace (1 thread) time / time",
+        "",
+        format_table(report.results),
+    ]
+    if report.small_calls_us:
+        parts += ["", "Small calls (float32, median microseconds per call):"]
+        parts += [f"  {k:28} {v:8.2f} us" for k, v in report.small_calls_us.items()]
+    if report.goals:
+        parts += ["", "Goals:"] + [f"  {g}" for g in report.goals]
+    return "\n".join(parts)
+
+
+# ----------------------------------------------------------------------- CLI
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    cpus = _config.available_cpus()
+    parser = argparse.ArgumentParser(
+        prog="python -m fastadam.bench",
+        description="Time fastadam's fused Adam step against NumPy, torch and the memory ceiling.",
+    )
+    parser.add_argument(
+        "--suite",
+        choices=["quick", "full"],
+        default="quick",
+        help="quick: 10 M elements (~30 s); full: also sizes 1e3..1e8 and GPT-2 small shapes",
+    )
+    parser.add_argument("--sizes", type=int, nargs="+", help="element counts (one tensor each)")
+    parser.add_argument(
+        "--dtypes", nargs="+", default=["float32", "float64"], choices=["float32", "float64"]
+    )
+    parser.add_argument(
+        "--threads", type=int, nargs="+", default=sorted({1, cpus}), help="thread counts"
+    )
+    parser.add_argument(
+        "--impls",
+        nargs="+",
+        choices=list(IMPLEMENTATIONS),
+        help="implementations (default: all available)",
+    )
+    parser.add_argument(
+        "--min-time",
+        type=float,
+        default=0.25,
+        help="seconds spent timing each case (at least 5 runs)",
+    )
+    parser.add_argument("--no-small", action="store_true", help="skip the small-call timings")
+    parser.add_argument("--gpt2", action="store_true", help="add a step over GPT-2 small's shapes")
+    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> Report:
+    args = parse_args(argv)
+    full = args.suite == "full"
+    sizes = args.sizes or (
+        [1_000, 100_000, 1_000_000, 10_000_000, 100_000_000] if full else [10_000_000]
+    )
+    have_torch = torch_available()
+    impls = [i for i in (args.impls or IMPLEMENTATIONS) if have_torch or i not in NEEDS_TORCH]
+    if args.impls and not have_torch and set(args.impls) & NEEDS_TORCH:
+        print("torch is not installed: skipping the torch implementations", file=sys.stderr)
+    vector_impls = [i for i in impls if i != "fastadam.Adam"]
+    cases = [
+        (impl, [(n,)], getattr(np, dtype), threads)
+        for dtype in args.dtypes
+        for threads in args.threads
+        for n in sizes
+        for impl in vector_impls
+        if not (impl.startswith("numpy") and threads > 1)  # NumPy ufuncs are single-threaded
+    ]
+    if full or args.gpt2:
+        model_impls = [i for i in ("ceiling", "fastadam.Adam", "torch-fused") if i in impls]
+        cases += [(impl, GPT2_SMALL, np.float32, t) for t in args.threads for impl in model_impls]
+    report = Report(machine())
+    report.results = run_suite(cases, args.min_time, progress=not args.quiet)
+    add_ratios(report.results)
+    if not args.no_small:
+        report.small_calls_us = small_calls(args.min_time)
+    evaluate_goals(report)
+    set_threads(_config.available_cpus())
+    print(format_report(report))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(asdict(report), f, indent=2)
+    return report
+
+
+if __name__ == "__main__":
+    main()
