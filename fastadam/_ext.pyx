@@ -203,6 +203,10 @@ cdef str _span_label(_Span s, tuple names, object indices):
 
 # ------------------------------------------------------------------- the calls
 
+class StateMissing(LookupError):
+    """A param has no state, or lacks a state buffer, so it must be created first."""
+
+
 cdef int _load_coef(double *dst, object coef) except -1:
     cdef Py_ssize_t n = len(coef), j
     if n > FA_MAX_COEF:
@@ -294,6 +298,53 @@ cdef class Batch:
         self.ntensors += 1
         self.indices.append(index)
         self.keep.append(buffers)
+
+    def add_group(self, Py_ssize_t first, list params, list grads, dict state, tuple slots,
+                  object coef_id_for):
+        """Queue each param of a group whose grad is not None, with its state buffers.
+
+        Param ``j`` is numbered ``first + j``; ``state`` maps that number to the
+        param's dict of state buffers and ``"step"``; ``slots`` names the state
+        buffers in kernel order (None for one the group does not use), and
+        ``coef_id_for(step)`` gives the coefficient set of a param's next step.
+        Returns the state dicts queued. If a param has no state yet, or lacks a
+        buffer, raises StateMissing and leaves the batch as it was.
+        """
+        cdef Py_ssize_t j, n = len(params), before = self.ntensors
+        cdef list queued = []
+        cdef object grad, entry, step, last_step = None
+        cdef size_t coef_id = 0
+        if len(grads) != n:
+            raise ValueError(f"{len(grads)} grads for {n} params")
+        try:
+            for j in range(n):
+                grad = grads[j]
+                if grad is None:
+                    continue
+                entry = state.get(first + j)
+                if entry is None:
+                    raise StateMissing(first + j)
+                buffers = (params[j], grad) + tuple(
+                    [None if slot is None else entry[slot] for slot in slots]
+                )
+                step = entry["step"] + 1
+                if step != last_step:
+                    coef_id = coef_id_for(step)
+                    last_step = step
+                self.add(first + j, buffers, coef_id)
+                queued.append(entry)
+        except KeyError as missing:
+            self._truncate(before)
+            raise StateMissing(first + j) from missing
+        except BaseException:
+            self._truncate(before)
+            raise
+        return queued
+
+    cdef _truncate(self, size_t n):
+        self.ntensors = n
+        del self.indices[n:]
+        del self.keep[n:]
 
     def check(self):
         """Raise if any written buffer overlaps another buffer of the batch."""

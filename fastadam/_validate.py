@@ -29,7 +29,7 @@ def in_range(
     name: str, value: object, message: str, low: float = 0.0, high: float = math.inf
 ) -> float:
     """Check ``low <= value < high`` (NaN and inf fail); ``message`` is formatted with the value."""
-    x = real(name, value)
+    x = value if type(value) is float else real(name, value)
     if not low <= x < high:
         raise ValueError(message.format(value))
     return x
@@ -66,7 +66,10 @@ def beta(index: int, value: object) -> float:
 
 def betas(value: object) -> tuple[float, float]:
     """A pair (beta1, beta2), each in [0, 1)."""
-    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) != 2:
+    is_sequence = type(value) is tuple or (
+        isinstance(value, Sequence) and not isinstance(value, (str, bytes))
+    )
+    if not is_sequence or len(value) != 2:
         raise TypeError(f"betas must be a pair (beta1, beta2), got {value!r}")
     return beta(0, value[0]), beta(1, value[1])
 

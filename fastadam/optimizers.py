@@ -109,7 +109,9 @@ class Optimizer:
                     "a single array is accepted only with one param"
                 )
             return [grads]
-        if isinstance(grads, (str, bytes)) or not isinstance(grads, Sequence):
+        if type(grads) is not list and (
+            isinstance(grads, (str, bytes)) or not isinstance(grads, Sequence)
+        ):
             raise TypeError(f"grads must be a sequence of arrays, got {type(grads).__name__}")
         if len(grads) != count:
             raise ValueError(f"grads has {len(grads)} entries but the optimizer has {count} params")
@@ -122,37 +124,74 @@ class Optimizer:
 
         ``grads`` is aligned with the params in group order (a bare array is
         accepted when there is one param). State is created on first use.
+        Everything is checked before anything is modified.
         """
         aligned = self._align(grads)
         with self._lock:
-            batch = _ext.Batch(self._kernel, ("params", "grads", *self._slots))
-            created: dict[int, dict[str, np.ndarray]] = {}
-            index = 0
-            for group in self.param_groups:
-                active = self._active(group)
-                ids: dict[tuple[int, bool], int] = {}
-                for param in group["params"]:
-                    grad = aligned[index]
-                    if grad is not None:
-                        state = self.state.get(index, {})
-                        fresh: dict[str, np.ndarray] = {}
-                        buffers: list[np.ndarray | None] = []
-                        for slot, on in zip(self._slots, active, strict=True):
-                            buffer = state.get(slot) if on else None
-                            if on and buffer is None:
-                                buffer = fresh[slot] = self._new_buffer(slot, param, group)
-                            buffers.append(buffer)
-                        key = (state.get("step", 0) + 1, bool(fresh))
-                        if key not in ids:
-                            ids[key] = batch.add_coef(self._coefficients(group, *key))
-                        batch.add(index, (param, grad, *buffers), ids[key])
-                        created[index] = fresh
-                    index += 1
+            try:
+                batch, stepped = self._queue(aligned)
+                created: dict[int, dict[str, Any]] = {}
+            except _ext.StateMissing:
+                batch, stepped, created = self._queue_creating(aligned)
             batch.run()
-            for index, fresh in created.items():
-                state = self.state.setdefault(index, {"step": 0})
-                state.update(fresh)
+            self.state.update(created)
+            for state in stepped:
                 state["step"] += 1
+
+    def _labels(self) -> tuple[str, ...]:
+        return ("params", "grads", *self._slots)
+
+    def _slot_names(self, group: ParamGroup) -> tuple[str | None, ...]:
+        active = self._active(group)
+        return tuple(s if on else None for s, on in zip(self._slots, active, strict=True))
+
+    def _queue(self, grads: list[np.ndarray | None]) -> tuple[_ext.Batch, list[dict[str, Any]]]:
+        """The fast path, when every param with a grad has its state: C walks the groups."""
+        batch = _ext.Batch(self._kernel, self._labels())
+        stepped: list[dict[str, Any]] = []
+        first = 0
+        for group in self.param_groups:
+            params = group["params"]
+            coef_ids: dict[int, int] = {}
+
+            def coef_id(step: int, group: ParamGroup = group, ids: dict = coef_ids) -> int:
+                if step not in ids:
+                    ids[step] = batch.add_coef(self._coefficients(group, step, False))
+                return ids[step]
+
+            group_grads = grads[first : first + len(params)]
+            slots = self._slot_names(group)
+            stepped += batch.add_group(first, params, group_grads, self.state, slots, coef_id)
+            first += len(params)
+        return batch, stepped
+
+    def _queue_creating(
+        self, grads: list[np.ndarray | None]
+    ) -> tuple[_ext.Batch, list[dict[str, Any]], dict[int, dict[str, Any]]]:
+        """The general path: new state buffers are made for the step, kept only if it succeeds."""
+        batch = _ext.Batch(self._kernel, self._labels())
+        stepped: list[dict[str, Any]] = []
+        created: dict[int, dict[str, Any]] = {}
+        index = 0
+        for group in self.param_groups:
+            slots = self._slot_names(group)
+            coef_ids: dict[tuple[int, bool], int] = {}
+            for param in group["params"]:
+                grad = grads[index]
+                if grad is not None:
+                    state = self.state.get(index, {"step": 0})
+                    missing = [s for s in slots if s is not None and s not in state]
+                    if missing:
+                        fresh = {s: self._new_buffer(s, param, group) for s in missing}
+                        state = created[index] = {**state, **fresh}
+                    key = (state["step"] + 1, bool(missing))
+                    if key not in coef_ids:
+                        coef_ids[key] = batch.add_coef(self._coefficients(group, *key))
+                    buffers = tuple(None if s is None else state[s] for s in slots)
+                    batch.add(index, (param, grad, *buffers), coef_ids[key])
+                    stepped.append(state)
+                index += 1
+        return batch, stepped, created
 
     # -------------------------------------------------------------- state dict
 
