@@ -27,7 +27,7 @@ def adam(
 ) -> Coefficients:
     t = check.step(step)
     lr_ = check.lr(lr)
-    b1, b2 = check.beta(0, beta1), check.beta(1, beta2)
+    b1, b2 = check.beta(0, beta1, "beta1"), check.beta(1, beta2, "beta2")
     eps_ = check.eps(eps)
     wd = check.weight_decay(weight_decay)
     decoupled = check.flag("decoupled_weight_decay", decoupled_weight_decay)
@@ -125,7 +125,7 @@ def adamax(
 ) -> Coefficients:
     t = check.step(step)
     lr_ = check.lr(lr)
-    b1, b2 = check.beta(0, beta1), check.beta(1, beta2)
+    b1, b2 = check.beta(0, beta1, "beta1"), check.beta(1, beta2, "beta2")
     return (
         b1,
         b2,
@@ -146,8 +146,8 @@ def lion(
 ) -> Coefficients:
     return (
         check.lr(lr),
-        check.beta(0, beta1),
-        check.beta(1, beta2),
+        check.beta(0, beta1, "beta1"),
+        check.beta(1, beta2, "beta2"),
         check.weight_decay(weight_decay),
         float(check.flag("maximize", maximize)),
     )

@@ -59,9 +59,10 @@ def momentum(value: object) -> float:
     return in_range("momentum", value, "Invalid momentum value: {}")
 
 
-def beta(index: int, value: object) -> float:
+def beta(index: int, value: object, name: str = "") -> float:
+    """betas[index], in [0, 1); ``name`` labels it in type errors (default ``betas[index]``)."""
     message = f"Invalid beta parameter at index {index}: {{}}"
-    return in_range(f"betas[{index}]", value, message, high=1.0)
+    return in_range(name or f"betas[{index}]", value, message, high=1.0)
 
 
 def betas(value: object) -> tuple[float, float]:

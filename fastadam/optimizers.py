@@ -179,7 +179,9 @@ class Optimizer:
             for param in group["params"]:
                 grad = grads[index]
                 if grad is not None:
-                    state = self.state.get(index, {"step": 0})
+                    state = self.state.get(index)
+                    if state is None:
+                        state = created[index] = {"step": 0}
                     missing = [s for s in slots if s is not None and s not in state]
                     if missing:
                         fresh = {s: self._new_buffer(s, param, group) for s in missing}
@@ -267,7 +269,8 @@ class Optimizer:
         self, index: int, entry: Mapping[str, Any], param: np.ndarray, group: ParamGroup
     ) -> dict[str, Any]:
         wanted = {s for s, on in zip(self._slots, self._active(group), strict=True) if on}
-        unknown = set(entry) - wanted - {"step"}
+        kept = {s for s in self._slots if s in entry}  # buffers of features now switched off
+        unknown = set(entry) - set(self._slots) - {"step"}
         if unknown:
             raise ValueError(f"state[{index}] has unexpected entries {sorted(unknown)}")
         if "step" not in entry:
@@ -276,7 +279,7 @@ class Optimizer:
         if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
             raise ValueError(f'state[{index}]["step"] must be an integer >= 0, got {step!r}')
         loaded: dict[str, Any] = {"step": int(step)}
-        for slot in sorted(wanted):
+        for slot in sorted(wanted | kept):
             if slot not in entry:
                 raise ValueError(f'state[{index}] is missing "{slot}"')
             value = entry[slot]
