@@ -22,14 +22,13 @@ CASES = [
     for n in SIZES
     for dtype in ("float32", "float64")
     for threads in THREADS
-    if not (impl.startswith("numpy") and threads > 1)  # NumPy ufuncs run on one thread
 ]
 
 
 @pytest.mark.parametrize(("impl", "n", "dtype", "threads"), CASES)
 def test_adam_step(benchmark, impl, n, dtype, threads):
     bench.set_threads(threads)
-    step = bench.IMPLEMENTATIONS[impl]([(n,)], getattr(np, dtype))
+    step = bench.IMPLEMENTATIONS[impl](bench.make_tensors([(n,)], getattr(np, dtype)))
     benchmark.extra_info["bytes"] = 7 * np.dtype(dtype).itemsize * n
     benchmark(step)
     bench.set_threads(bench._config.available_cpus())
@@ -38,5 +37,5 @@ def test_adam_step(benchmark, impl, n, dtype, threads):
 @pytest.mark.parametrize("count", [1, 100])
 def test_adam_class_small_tensors(benchmark, count):
     """The per-step overhead a trainer with many small tensors pays."""
-    step = bench.make_fastadam_class([(1000,)] * count, np.float32)
+    step = bench.make_fastadam_class(bench.make_tensors([(1000,)] * count, np.float32))
     benchmark(step)

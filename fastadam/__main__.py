@@ -17,12 +17,9 @@ def main() -> None:
     n = 1_000_000
     print(f"\nAdam step on {n:,} float32 elements, one thread (median):")
     bench.set_threads(1)
-    times = {}
-    for impl in ("fastadam", "numpy-inplace", "numpy"):
-        times[impl] = bench.measure(impl, [(n,)], np.float32, 1, min_time=0.2).seconds
-    for impl, seconds in times.items():
-        speedup = times["numpy-inplace"] / seconds
-        print(f"  {impl:14} {seconds * 1e3:8.3f} ms   {speedup:5.1f} x numpy-inplace")
+    impls = ["fastadam", "numpy-inplace", "numpy"]
+    for r in bench.measure(impls, [(n,)], np.float32, 1, min_time=0.2):
+        print(f"  {r.impl:14} {r.seconds * 1e3:8.3f} ms   {r.vs_numpy:5.1f} x numpy-inplace")
     bench.set_threads(available_cpus())
 
 

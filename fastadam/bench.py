@@ -16,7 +16,7 @@ import platform
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -56,8 +56,11 @@ GPT2_SMALL: list[tuple[int, ...]] = [
 ]
 
 
-def _buffers(shapes: Sequence[tuple[int, ...]], dtype: type, seed: int = 0) -> list[np.ndarray]:
-    """param, grad, exp_avg, exp_avg_sq for each shape, flattened into one list of 4-tuples."""
+Tensors = list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
+
+
+def make_tensors(shapes: Sequence[tuple[int, ...]], dtype: type, seed: int = 0) -> Tensors:
+    """(param, grad, exp_avg, exp_avg_sq) for each shape, with an Adam state of a few steps."""
     rng = np.random.default_rng(seed)
     out = []
     for shape in shapes:
@@ -68,6 +71,12 @@ def _buffers(shapes: Sequence[tuple[int, ...]], dtype: type, seed: int = 0) -> l
 
 
 # ------------------------------------------------------------ implementations
+#
+# Every implementation updates the same buffers in place (so that one
+# configuration needs memory for one model, and runs can be interleaved): a
+# maker takes the tensors and returns a function doing one Adam step on them.
+
+Maker = Callable[[Tensors], Step]
 
 
 def _counter() -> Callable[[], int]:
@@ -81,18 +90,17 @@ def _counter() -> Callable[[], int]:
     return next_step
 
 
-def make_ceiling(shapes: Sequence[tuple[int, ...]], dtype: type) -> Step:
-    tensors = _buffers(shapes, dtype)
+def make_ceiling(tensors: Tensors) -> Step:
+    """Adam's memory traffic with trivial maths (values unchanged), shipped in the extension."""
 
     def run() -> None:
         for buffers in tensors:
-            _ext.run1(_ext.TRAFFIC, TRAFFIC_NAMES, buffers, ())
+            _ext.run1(_ext.TRAFFIC, TRAFFIC_NAMES, buffers, (0.0,))
 
     return run
 
 
-def make_fastadam(shapes: Sequence[tuple[int, ...]], dtype: type) -> Step:
-    tensors = _buffers(shapes, dtype)
+def make_fastadam(tensors: Tensors) -> Step:
     next_step = _counter()
 
     def run() -> None:
@@ -103,24 +111,24 @@ def make_fastadam(shapes: Sequence[tuple[int, ...]], dtype: type) -> Step:
     return run
 
 
-def make_fastadam_class(shapes: Sequence[tuple[int, ...]], dtype: type) -> Step:
-    tensors = _buffers(shapes, dtype)
-    params = [t[0] for t in tensors]
+def make_fastadam_class(tensors: Tensors) -> Step:
+    opt = Adam([t[0] for t in tensors], lr=LR)
+    for index, (_, _, m, v) in enumerate(tensors):
+        opt.state[index] = {"step": 0, "exp_avg": m, "exp_avg_sq": v}
     grads = [t[1] for t in tensors]
-    opt = Adam(params, lr=LR)
     return lambda: opt.step(grads)
 
 
-def make_numpy_inplace(shapes: Sequence[tuple[int, ...]], dtype: type) -> Step:
-    """Adam with in-place ufuncs and preallocated scratch: NumPy at its best."""
-    tensors = [(*t, np.empty_like(t[0])) for t in _buffers(shapes, dtype)]
+def make_numpy_inplace(tensors: Tensors) -> Step:
+    """Adam with in-place ufuncs and a preallocated scratch array: NumPy at its best."""
+    scratch = [np.empty_like(t[0]) for t in tensors]
     next_step = _counter()
 
     def run() -> None:
         t = next_step()
         step_size = LR / (1 - BETA1**t)
         bc2_sqrt = (1 - BETA2**t) ** 0.5
-        for p, g, m, v, tmp in tensors:
+        for (p, g, m, v), tmp in zip(tensors, scratch, strict=True):
             m *= BETA1
             np.multiply(g, 1 - BETA1, out=tmp)
             m += tmp
@@ -138,9 +146,8 @@ def make_numpy_inplace(shapes: Sequence[tuple[int, ...]], dtype: type) -> Step:
     return run
 
 
-def make_numpy(shapes: Sequence[tuple[int, ...]], dtype: type) -> Step:
+def make_numpy(tensors: Tensors) -> Step:
     """Adam written as in the paper, one temporary per operation."""
-    tensors = _buffers(shapes, dtype)
     next_step = _counter()
 
     def run() -> None:
@@ -155,16 +162,22 @@ def make_numpy(shapes: Sequence[tuple[int, ...]], dtype: type) -> Step:
     return run
 
 
-def _torch_maker(**options: bool) -> Callable[[Sequence[tuple[int, ...]], type], Step]:
-    def make(shapes: Sequence[tuple[int, ...]], dtype: type) -> Step:
+def _torch_maker(**options: bool) -> Maker:
+    def make(tensors: Tensors) -> Step:
         import torch
 
         params = []
-        for p, g, _, _ in _buffers(shapes, dtype):
+        for p, g, _, _ in tensors:
             tp = torch.from_numpy(p).requires_grad_()
             tp.grad = torch.from_numpy(g)
             params.append(tp)
         opt = torch.optim.Adam(params, lr=LR, **options)
+        for tp, (_, _, m, v) in zip(params, tensors, strict=True):
+            opt.state[tp] = {
+                "step": torch.tensor(0.0),
+                "exp_avg": torch.from_numpy(m),
+                "exp_avg_sq": torch.from_numpy(v),
+            }
         return opt.step
 
     return make
@@ -178,7 +191,7 @@ def torch_available() -> bool:
     return True
 
 
-IMPLEMENTATIONS: dict[str, Callable[[Sequence[tuple[int, ...]], type], Step]] = {
+IMPLEMENTATIONS: dict[str, Maker] = {
     "ceiling": make_ceiling,
     "fastadam": make_fastadam,
     "fastadam.Adam": make_fastadam_class,
@@ -198,22 +211,6 @@ def set_threads(n: int) -> None:
     _config.set_num_threads(n)
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(n)
-
-
-def median_time(run: Step, min_time: float, min_repeats: int = 5, batch: int = 1) -> float:
-    """Median seconds per call, over at least ``min_repeats`` batches and ``min_time`` s."""
-    run()
-    run()
-    samples: list[float] = []
-    start = time.perf_counter()
-    while len(samples) < min_repeats or time.perf_counter() - start < min_time:
-        t0 = time.perf_counter()
-        for _ in range(batch):
-            run()
-        samples.append((time.perf_counter() - t0) / batch)
-        if len(samples) >= 1000:
-            break
-    return statistics.median(samples)
 
 
 @dataclass
@@ -237,39 +234,64 @@ class Report:
     goals: list[str] = field(default_factory=list)
 
 
+def median_times(
+    steps: dict[str, Step], min_time: float, min_rounds: int = 5, batch: int = 1
+) -> dict[str, float]:
+    """Median seconds per call of each step function, measured in interleaved rounds.
+
+    Each round times ``batch`` calls of every function in turn, so that a change
+    in the machine's load during the measurement affects all of them alike.
+    """
+    for run in steps.values():
+        run()
+        run()
+    samples: dict[str, list[float]] = {name: [] for name in steps}
+    start = time.perf_counter()
+    rounds = 0
+    while rounds < min_rounds or time.perf_counter() - start < min_time * len(steps):
+        for name, run in steps.items():
+            t0 = time.perf_counter()
+            for _ in range(batch):
+                run()
+            samples[name].append((time.perf_counter() - t0) / batch)
+        rounds += 1
+        if rounds >= 2000:
+            break
+    return {name: statistics.median(times) for name, times in samples.items()}
+
+
 def measure(
-    impl: str,
+    impls: Sequence[str],
     shapes: Sequence[tuple[int, ...]],
     dtype: type,
     threads: int,
     min_time: float,
-) -> Result:
+) -> list[Result]:
+    """Time the implementations on one configuration, interleaved, on shared buffers."""
     set_threads(threads)
-    run = IMPLEMENTATIONS[impl](shapes, dtype)
+    tensors = make_tensors(shapes, dtype)
+    steps = {impl: IMPLEMENTATIONS[impl](tensors) for impl in impls}
     elements = sum(int(np.prod(s)) for s in shapes)
-    batch = max(1, 200_000 // max(elements, 1))
-    seconds = median_time(run, min_time, batch=batch)
-    del run
+    batch = max(1, 100_000 // max(elements, 1))
+    times = median_times(steps, min_time, batch=batch)
     traffic = 7 * np.dtype(dtype).itemsize * elements
-    return Result(
-        impl, np.dtype(dtype).name, threads, elements, len(shapes), seconds, traffic / seconds / 1e9
-    )
-
-
-def add_ratios(results: Sequence[Result]) -> None:
-    """Fill in each result's fraction of the ceiling and speed-up over numpy-inplace."""
-
-    def key(r: Result) -> tuple[str, int, int, int]:
-        return (r.dtype, r.threads, r.elements, r.tensors)
-
-    ceiling = {key(r): r.seconds for r in results if r.impl == "ceiling"}
-    numpy_ = {key(r): r.seconds for r in results if r.impl == "numpy-inplace"}
+    results = [
+        Result(
+            impl,
+            np.dtype(dtype).name,
+            threads,
+            elements,
+            len(shapes),
+            seconds,
+            traffic / seconds / 1e9,
+        )
+        for impl, seconds in times.items()
+    ]
+    ceiling, numpy_ = times.get("ceiling"), times.get("numpy-inplace")
     for r in results:
-        if key(r) in ceiling:
-            r.of_ceiling = ceiling[key(r)] / r.seconds
-        single = (r.dtype, 1, r.elements, r.tensors)
-        if single in numpy_:  # NumPy's ufuncs use one thread whatever is asked
-            r.vs_numpy = numpy_[single] / r.seconds
+        r.of_ceiling = None if ceiling is None else ceiling / r.seconds
+        r.vs_numpy = None if numpy_ is None else numpy_ / r.seconds
+    return results
 
 
 # ---------------------------------------------------------------- the suites
@@ -278,17 +300,16 @@ def add_ratios(results: Sequence[Result]) -> None:
 def small_calls(min_time: float) -> dict[str, float]:
     """Microseconds per call for a trainer with many small tensors (float32, 1 000 elements)."""
     set_threads(_config.available_cpus())
-    ((p, g, m, v),) = _buffers([(1000,)], np.float32)
-    counter = _counter()
-
-    def one_functional() -> None:
-        functional.adam(p, g, m, v, step=counter(), lr=LR, beta1=BETA1, beta2=BETA2, eps=EPS)
-
-    out = {"functional.adam, 1 x 1000": median_time(one_functional, min_time, batch=200) * 1e6}
-    for count in (1, 100):
-        step = make_fastadam_class([(1000,)] * count, np.float32)
-        out[f"Adam.step, {count} x 1000"] = median_time(step, min_time, batch=20) * 1e6
-    return out
+    steps = {
+        "functional.adam, 1 x 1000": make_fastadam(make_tensors([(1000,)], np.float32)),
+        "Adam.step, 1 x 1000": make_fastadam_class(make_tensors([(1000,)], np.float32)),
+        "Adam.step, 100 x 1000": make_fastadam_class(make_tensors([(1000,)] * 100, np.float32)),
+    }
+    times = {}
+    for label, step in steps.items():  # not interleaved: each keeps its own cache warm
+        batch = 200 if label.startswith("functional") else 20
+        times[label] = median_times({label: step}, min_time, batch=batch)[label] * 1e6
+    return times
 
 
 def _check(goals: list[str], label: str, value: float | None, goal: float, unit: str = "x") -> None:
@@ -347,26 +368,22 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def run_suite(
-    cases: Iterable[tuple[str, Sequence[tuple[int, ...]], type, int]],
-    min_time: float,
-    progress: bool,
-) -> list[Result]:
-    cases = list(cases)
+Config = tuple[list[str], Sequence[tuple[int, ...]], type, int]
+
+
+def run_suite(configs: Sequence[Config], min_time: float, progress: bool) -> list[Result]:
+    """Measure each configuration (implementations, shapes, dtype, threads) in turn."""
     results = []
-    for number, (impl, shapes, dtype, threads) in enumerate(cases, 1):
+    for number, (impls, shapes, dtype, threads) in enumerate(configs, 1):
         if progress:
             n = sum(int(np.prod(s)) for s in shapes)
             print(
-                f"\r[{number}/{len(cases)}] {impl:14} {np.dtype(dtype).name} "
-                f"{n:>11,} elements, {threads} thread(s)   ",
-                end="",
+                f"[{number}/{len(configs)}] {np.dtype(dtype).name}, {n:,} elements in "
+                f"{len(shapes)} tensor(s), {threads} thread(s): {', '.join(impls)}",
                 file=sys.stderr,
                 flush=True,
             )
-        results.append(measure(impl, shapes, dtype, threads, min_time))
-    if progress:
-        print(file=sys.stderr)
+        results += measure(impls, shapes, dtype, threads, min_time)
     return results
 
 
@@ -396,7 +413,7 @@ def format_report(report: Report) -> str:
         f"kernels: {m['simd']}, {m['cpus available']} CPU(s), numpy {m['numpy']}"
         + (f", torch {m['torch']}" if "torch" in m else ", torch not installed"),
         "Adam step; time = median; GB/s = 7 x itemsize x elements / time; "
-        "% ceiling = ceiling time / time; x numpy = numpy-inplace (1 thread) time / time",
+        "% ceiling = ceiling time / time; x numpy = numpy-inplace time / time (same run)",
         "",
         format_table(report.results),
     ]
@@ -440,7 +457,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--min-time",
         type=float,
         default=0.25,
-        help="seconds spent timing each case (at least 5 runs)",
+        help="seconds spent timing each implementation per configuration (at least 5 runs)",
     )
     parser.add_argument("--no-small", action="store_true", help="skip the small-call timings")
     parser.add_argument("--gpt2", action="store_true", help="add a step over GPT-2 small's shapes")
@@ -460,20 +477,17 @@ def main(argv: Sequence[str] | None = None) -> Report:
     if args.impls and not have_torch and set(args.impls) & NEEDS_TORCH:
         print("torch is not installed: skipping the torch implementations", file=sys.stderr)
     vector_impls = [i for i in impls if i != "fastadam.Adam"]
-    cases = [
-        (impl, [(n,)], getattr(np, dtype), threads)
+    configs: list[Config] = [
+        (vector_impls, [(n,)], getattr(np, dtype), threads)
         for dtype in args.dtypes
         for threads in args.threads
         for n in sizes
-        for impl in vector_impls
-        if not (impl.startswith("numpy") and threads > 1)  # NumPy ufuncs are single-threaded
     ]
     if full or args.gpt2:
         model_impls = [i for i in ("ceiling", "fastadam.Adam", "torch-fused") if i in impls]
-        cases += [(impl, GPT2_SMALL, np.float32, t) for t in args.threads for impl in model_impls]
+        configs += [(model_impls, GPT2_SMALL, np.float32, t) for t in args.threads]
     report = Report(machine())
-    report.results = run_suite(cases, args.min_time, progress=not args.quiet)
-    add_ratios(report.results)
+    report.results = run_suite(configs, args.min_time, progress=not args.quiet)
     if not args.no_small:
         report.small_calls_us = small_calls(args.min_time)
     evaluate_goals(report)

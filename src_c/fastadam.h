@@ -65,6 +65,10 @@ enum { /* Lion */
     FA_LION_MAXIMIZE
 };
 
+enum { /* the memory-traffic ceiling */
+    FA_TRAFFIC_SCALE
+};
+
 /* One tensor of a fused call: n elements in each of its buffers. */
 typedef struct {
     size_t n;

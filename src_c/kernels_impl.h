@@ -236,19 +236,23 @@ FA_KERNEL void FA_NAME(lion)(size_t n, void *const *buf, const double *k)
     }
 }
 
-/* The memory-traffic ceiling: Adam's reads and writes, trivial maths. */
+/*
+ * The memory-traffic ceiling: Adam's reads and writes in Adam's order, trivial
+ * maths.  x += scale*g for x in p, m, v (scale = 0 leaves finite values as they are).
+ */
 FA_KERNEL void FA_NAME(traffic)(size_t n, void *const *buf, const double *k)
 {
     FA_T *FA_RESTRICT p = buf[0];
     const FA_T *FA_RESTRICT g = buf[1];
     FA_T *FA_RESTRICT m = buf[2];
     FA_T *FA_RESTRICT v = buf[3];
-    (void)k;
+    const FA_T scale = (FA_T)k[FA_TRAFFIC_SCALE];
 
     for (size_t i = 0; i < n; i++) {
-        p[i] += g[i];
-        m[i] += g[i];
-        v[i] += g[i];
+        const FA_T gi = g[i] * scale, pi = p[i], mi = m[i], vi = v[i];
+        m[i] = mi + gi;
+        v[i] = vi + gi;
+        p[i] = pi + gi;
     }
 }
 
