@@ -38,6 +38,7 @@ cdef extern from "fastadam.h" nogil:
         void *buf[FA_MAX_BUFS]
         const double *coef
     void fa_run(fa_algo algo, const fa_tensor *tensors, size_t ntensors)
+    int fa_any_nonfinite(const fa_tensor *tensors, size_t ntensors, int buf)
     void fa_set_num_threads(int n)
     int fa_get_num_threads()
     int fa_has_openmp()
@@ -349,6 +350,13 @@ cdef class Batch:
     def check(self):
         """Raise if any written buffer overlaps another buffer of the batch."""
         _check_disjoint(self.tensors, self.ntensors, self.names, self.indices)
+
+    def grads_finite(self):
+        """Whether every queued gradient is free of NaN and infinity (one read-only pass)."""
+        cdef int found
+        with nogil:
+            found = fa_any_nonfinite(self.tensors, self.ntensors, 1)
+        return not found
 
     def run(self):
         """Check for overlaps, then update every queued tensor in one C call."""

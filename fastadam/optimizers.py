@@ -119,13 +119,35 @@ class Optimizer:
 
     # -------------------------------------------------------------------- step
 
-    def step(self, grads: Sequence[np.ndarray | None] | np.ndarray) -> None:
+    def step(
+        self,
+        grads: Sequence[np.ndarray | None] | np.ndarray,
+        *,
+        skip_if_nonfinite: bool = False,
+    ) -> bool:
         """Update every param whose grad is not None, in place, in one fused call.
 
-        ``grads`` is aligned with the params in group order (a bare array is
-        accepted when there is one param). State is created on first use.
-        Everything is checked before anything is modified.
+        Parameters
+        ----------
+        grads : sequence of numpy.ndarray or None, or numpy.ndarray
+            Aligned with the params in group order; None skips that param (its
+            state and step count stay as they are). A bare array is accepted
+            when there is one param.
+        skip_if_nonfinite : bool
+            The mixed-precision guard: if any gradient holds a NaN or an
+            infinity, skip the whole step, changing nothing. It costs one extra
+            read of the gradients. Without it, a non-finite gradient element
+            propagates into that element's param and state, as in torch.
+
+        Returns
+        -------
+        bool
+            Whether the step was applied (False only when skipped by the guard).
+
+        Everything is checked before anything is modified; state is created on
+        first use and kept only if the step succeeds.
         """
+        guard = check.flag("skip_if_nonfinite", skip_if_nonfinite)
         aligned = self._align(grads)
         with self._lock:
             try:
@@ -133,10 +155,15 @@ class Optimizer:
                 created: dict[int, dict[str, Any]] = {}
             except _ext.StateMissing:
                 batch, stepped, created = self._queue_creating(aligned)
+            if guard:
+                batch.check()
+                if not batch.grads_finite():
+                    return False
             batch.run()
             self.state.update(created)
             for state in stepped:
                 state["step"] += 1
+        return True
 
     def _labels(self) -> tuple[str, ...]:
         return ("params", "grads", *self._slots)

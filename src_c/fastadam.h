@@ -80,7 +80,10 @@ typedef struct {
 /* Update every tensor in place, splitting the elements over the threads. */
 void fa_run(fa_algo algo, const fa_tensor *tensors, size_t ntensors);
 
-/* Threads used by fa_run (1 when built without OpenMP). */
+/* Whether buffer number buf of any tensor holds a NaN or an infinity (0 if absent). */
+int fa_any_nonfinite(const fa_tensor *tensors, size_t ntensors, int buf);
+
+/* Threads used by fa_run and fa_any_nonfinite (1 when built without OpenMP). */
 void fa_set_num_threads(int n);
 int fa_get_num_threads(void);
 int fa_has_openmp(void);

@@ -48,6 +48,8 @@ const fa_kernel fa_kernels[FA_NUM_ALGOS][FA_NUM_DTYPES] = {
     [FA_TRAFFIC] = FA_BOTH(traffic),
 };
 
+const fa_search_kernel fa_any_nonfinite_kernels[FA_NUM_DTYPES] = FA_BOTH(any_nonfinite);
+
 const char *fa_simd_level(void)
 {
 #if FA_DISPATCH

@@ -15,4 +15,9 @@ typedef void (*fa_kernel)(size_t n, void *const *buf, const double *k);
 
 extern const fa_kernel fa_kernels[FA_NUM_ALGOS][FA_NUM_DTYPES];
 
+/* Whether any of n values is NaN or infinite. */
+typedef int (*fa_search_kernel)(size_t n, const void *values);
+
+extern const fa_search_kernel fa_any_nonfinite_kernels[FA_NUM_DTYPES];
+
 #endif /* FASTADAM_KERNELS_H */

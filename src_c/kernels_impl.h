@@ -256,5 +256,16 @@ FA_KERNEL void FA_NAME(traffic)(size_t n, void *const *buf, const double *k)
     }
 }
 
+/* Whether any of the n values is NaN or infinite (x*0 is 0 exactly when x is finite). */
+FA_KERNEL int FA_NAME(any_nonfinite)(size_t n, const void *values)
+{
+    const FA_T *FA_RESTRICT x = values;
+    int found = 0;
+
+    for (size_t i = 0; i < n; i++)
+        found |= x[i] * 0 != 0;
+    return found;
+}
+
 #undef FA_GRAD
 #undef FA_L2

@@ -24,39 +24,12 @@ static int fa_num_threads = 1;
 
 static const size_t fa_itemsize[FA_NUM_DTYPES] = {sizeof(float), sizeof(double)};
 
-/* Call the kernel on n elements of a tensor's buffers, starting at element begin. */
-static void run_part(fa_kernel kernel, const fa_tensor *t, size_t begin, size_t n)
-{
-    void *buf[FA_MAX_BUFS];
-    const size_t offset = begin * fa_itemsize[t->dtype];
+/* Work on elements [begin, begin + n) of one tensor; ctx is the caller's. */
+typedef void (*fa_slice_fn)(const fa_tensor *t, size_t begin, size_t n, void *ctx);
 
-    for (int b = 0; b < FA_MAX_BUFS; b++)
-        buf[b] = t->buf[b] == NULL ? NULL : (char *)t->buf[b] + offset;
-    kernel(n, buf, t->coef);
-}
-
-/*
- * Run elements [begin, begin + n) of one tensor. The elements before the
- * param's first 64-byte boundary go first, on their own, so that the vector
- * loop of the rest reads and writes whole cache lines (NumPy's large arrays
- * usually share one misalignment, so this aligns all the buffers). Any split
- * gives the same bits.
- */
-static void run_slice(fa_kernel const *kernel, const fa_tensor *t, size_t begin, size_t n)
-{
-    const size_t itemsize = fa_itemsize[t->dtype];
-    const uintptr_t start = (uintptr_t)t->buf[0] + begin * itemsize;
-    size_t head = (FA_ALIGN - start % FA_ALIGN) % FA_ALIGN / itemsize;
-
-    if (head > n)
-        head = n;
-    if (head > 0)
-        run_part(kernel[t->dtype], t, begin, head);
-    run_part(kernel[t->dtype], t, begin + head, n - head);
-}
-
-/* Run elements [lo, hi) of the tensors laid end to end. */
-static void run_range(fa_kernel const *kernel, const fa_tensor *t, size_t nt, size_t lo, size_t hi)
+/* Call fn on the slices of elements [lo, hi) of the tensors laid end to end. */
+static void for_each_slice(fa_slice_fn fn, void *ctx, const fa_tensor *t, size_t nt, size_t lo,
+                           size_t hi)
 {
     size_t start = 0;
 
@@ -65,13 +38,13 @@ static void run_range(fa_kernel const *kernel, const fa_tensor *t, size_t nt, si
         const size_t b = lo > start ? lo : start;
         const size_t e = hi < end ? hi : end;
         if (b < e)
-            run_slice(kernel, &t[i], b - start, e - b);
+            fn(&t[i], b - start, e - b, ctx);
     }
 }
 
-void fa_run(fa_algo algo, const fa_tensor *tensors, size_t ntensors)
+/* Call fn on all elements, each thread taking one contiguous range of them. */
+static void parallel_for(fa_slice_fn fn, void *ctx, const fa_tensor *tensors, size_t ntensors)
 {
-    fa_kernel const *kernel = fa_kernels[algo];
     size_t total = 0;
     int nthreads = fa_num_threads;
 
@@ -80,7 +53,7 @@ void fa_run(fa_algo algo, const fa_tensor *tensors, size_t ntensors)
     if (total / FA_MIN_PER_THREAD < (size_t)nthreads)
         nthreads = (int)(total / FA_MIN_PER_THREAD);
     if (nthreads <= 1) {
-        run_range(kernel, tensors, ntensors, 0, total);
+        for_each_slice(fn, ctx, tensors, ntensors, 0, total);
         return;
     }
 #ifdef _OPENMP
@@ -91,9 +64,83 @@ void fa_run(fa_algo algo, const fa_tensor *tensors, size_t ntensors)
         const size_t grains = (total + FA_GRAIN - 1) / FA_GRAIN;
         const size_t lo = grains * id / nth * FA_GRAIN;
         const size_t hi = grains * (id + 1) / nth * FA_GRAIN;
-        run_range(kernel, tensors, ntensors, lo, hi < total ? hi : total);
+        for_each_slice(fn, ctx, tensors, ntensors, lo, hi < total ? hi : total);
     }
 #endif
+}
+
+/* Call the kernel on n elements of a tensor's buffers, starting at element begin. */
+static void update_part(fa_kernel kernel, const fa_tensor *t, size_t begin, size_t n)
+{
+    void *buf[FA_MAX_BUFS];
+    const size_t offset = begin * fa_itemsize[t->dtype];
+
+    for (int b = 0; b < FA_MAX_BUFS; b++)
+        buf[b] = t->buf[b] == NULL ? NULL : (char *)t->buf[b] + offset;
+    kernel(n, buf, t->coef);
+}
+
+struct update {
+    fa_kernel const *kernel; /* per dtype */
+};
+
+/*
+ * Update elements [begin, begin + n) of one tensor. The elements before the
+ * param's first 64-byte boundary go first, on their own, so that the vector
+ * loop of the rest reads and writes whole cache lines (NumPy's large arrays
+ * usually share one misalignment, so this aligns all the buffers). Any split
+ * gives the same bits.
+ */
+static void update_slice(const fa_tensor *t, size_t begin, size_t n, void *ctx)
+{
+    const fa_kernel kernel = ((const struct update *)ctx)->kernel[t->dtype];
+    const size_t itemsize = fa_itemsize[t->dtype];
+    const uintptr_t start = (uintptr_t)t->buf[0] + begin * itemsize;
+    size_t head = (FA_ALIGN - start % FA_ALIGN) % FA_ALIGN / itemsize;
+
+    if (head > n)
+        head = n;
+    if (head > 0)
+        update_part(kernel, t, begin, head);
+    update_part(kernel, t, begin + head, n - head);
+}
+
+void fa_run(fa_algo algo, const fa_tensor *tensors, size_t ntensors)
+{
+    struct update ctx = {fa_kernels[algo]};
+
+    parallel_for(update_slice, &ctx, tensors, ntensors);
+}
+
+struct search {
+    int buf;   /* which buffer of each tensor */
+    int found; /* set by any thread that finds a non-finite value */
+};
+
+static void search_slice(const fa_tensor *t, size_t begin, size_t n, void *ctx)
+{
+    struct search *s = ctx;
+    const char *values = (const char *)t->buf[s->buf] + begin * fa_itemsize[t->dtype];
+
+    if (fa_any_nonfinite_kernels[t->dtype](n, values)) {
+#ifdef _OPENMP
+#pragma omp atomic write
+#endif
+        s->found = 1;
+    }
+}
+
+int fa_any_nonfinite(const fa_tensor *tensors, size_t ntensors, int buf)
+{
+    struct search ctx = {buf, 0};
+
+    if (buf < 0 || buf >= FA_MAX_BUFS)
+        return 0;
+    for (size_t i = 0; i < ntensors; i++)
+        if (tensors[i].buf[buf] == NULL)
+            return 0;
+    parallel_for(search_slice, &ctx, tensors, ntensors);
+    return ctx.found;
 }
 
 void fa_set_num_threads(int n)
