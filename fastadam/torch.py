@@ -21,12 +21,19 @@ and ``differentiable=True`` are rejected; ``foreach`` and ``fused`` are accepted
 kept in the param groups (so checkpoints round-trip) but change nothing, as
 fastadam's step is always one fused kernel.
 
+Params sharded as ``DTensor`` (FSDP2's ``fully_shard``) are updated shard by shard:
+the kernel runs on the local shards (``to_local()``) of param, grad and state, and
+the state is made with ``zeros_like(param)``, a DTensor laid out as the param, so
+distributed checkpoints see full shapes. Grad and state must then be DTensors on
+the param's mesh with its placements.
+
 Lion, which torch.optim lacks, follows the same conventions.
 """
 
 from __future__ import annotations
 
 import inspect
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar
 
@@ -79,11 +86,68 @@ def _plain(name: str, value: object) -> object:
     return value
 
 
-def _problem(tensor: object, label: str, param: torch.Tensor | None) -> Exception | None:
+def _dtensor_class() -> type | None:
+    """The ``DTensor`` class if torch.distributed.tensor is loaded, else None: without
+    that module no DTensor can exist, so it is never imported here (and builds of
+    torch without distributed support need nothing)."""
+    for name in ("torch.distributed.tensor", "torch.distributed._tensor"):  # torch 2.4: _tensor
+        cls = getattr(sys.modules.get(name), "DTensor", None)
+        if isinstance(cls, type):
+            return cls
+    return None
+
+
+def _local(tensor: Any, dtensor: type | None) -> Any:
+    """A DTensor's local shard (a view of its memory); any other value as it is."""
+    return tensor.to_local() if dtensor is not None and isinstance(tensor, dtensor) else tensor
+
+
+def _sharding_problem(
+    tensor: torch.Tensor, label: str, param: torch.Tensor, dtensor: type | None
+) -> Exception | None:
+    """Why the local shards of ``tensor`` and of its ``param`` do not line up, element
+    for element (None if they do, or if neither is a DTensor)."""
+    if dtensor is None:
+        return None
+    sharded, param_sharded = isinstance(tensor, dtensor), isinstance(param, dtensor)
+    if sharded != param_sharded:
+        what = ("a DTensor", "a plain tensor") if sharded else ("a plain tensor", "a DTensor")
+        return TypeError(
+            f"{label} is {what[0]} but the param is {what[1]}; fastadam.torch updates "
+            "local shards in place, so grad and state must be sharded as the param is"
+        )
+    if not sharded:
+        return None
+    mine = (tensor.device_mesh, tuple(tensor.placements))  # type: ignore[attr-defined]
+    theirs = (param.device_mesh, tuple(param.placements))  # type: ignore[attr-defined]
+    if mine != theirs:
+        return ValueError(
+            f"{label} has placements {mine[1]} on {mine[0]} but the param has {theirs[1]} "
+            f"on {theirs[0]}; fastadam.torch updates local shards in place, so they must "
+            "line up (redistribute it first)"
+        )
+    if tensor.shape != param.shape:
+        return ValueError(
+            f"{label} has shape {tuple(tensor.shape)} but the param has shape {tuple(param.shape)}"
+        )
+    return None
+
+
+def _problem(
+    tensor: object, label: str, param: torch.Tensor | None, dtensor: type | None = None
+) -> Exception | None:
     """Why fastadam cannot update ``tensor`` in place (None if it can); ``param`` is the
-    param whose grad or state it is."""
+    param whose grad or state it is. A DTensor is checked as a whole against ``param``
+    (``dtensor`` is the DTensor class), then its local shard as any tensor."""
     if not isinstance(tensor, torch.Tensor):
         return TypeError(f"{label} must be a torch.Tensor, got {type(tensor).__name__}")
+    if param is not None:
+        problem = _sharding_problem(tensor, label, param, dtensor)
+        if problem is not None:
+            return problem
+        param = _local(param, dtensor)
+    if dtensor is not None and isinstance(tensor, dtensor):
+        tensor, label = tensor.to_local(), f"the local shard of {label}"
     if tensor.device.type != "cpu":
         return ValueError(
             f"{label} is on {tensor.device}; fastadam.torch updates CPU tensors in place "
@@ -243,6 +307,7 @@ class Optimizer(torch.optim.Optimizer):
         steps: list[torch.Tensor] = []
         written: list[torch.Tensor] = []
         index = -1  # params are numbered across groups, as in state_dict()
+        dtensor = _dtensor_class()
         for number, group in enumerate(self.param_groups):
             hyper = self._hyperparameters(group)
             active = self._active(hyper)
@@ -273,16 +338,24 @@ class Optimizer(torch.optim.Optimizer):
                 if coef_id is None:
                     coef_id = coef_ids[key] = batch.add_coef(self._coefficients(hyper, *key))
                 tensors = (param, grad, *[None if s is None else state[s] for s in slots])
+                views = tensors
+                if dtensor is not None and isinstance(param, dtensor):
+                    # Shards that do not line up could pass the kernel's checks; a DTensor
+                    # grad or state of a plain param fails .numpy(), and _rejection says why.
+                    self._check_sharding(number, position, tensors, slots, dtensor)
+                    views = tuple(None if t is None else _local(t, dtensor) for t in tensors)
+                    written += [t for t in tensors[:1] + tensors[2:] if t is not None]
                 try:
                     # Zero-copy views, made afresh at every step: memory is never cached.
-                    arrays = tuple(None if t is None else t.detach().numpy() for t in tensors)
+                    arrays = tuple(None if t is None else t.detach().numpy() for t in views)
                     batch.add(index, arrays, coef_id)
                 except (TypeError, ValueError, RuntimeError, AttributeError) as error:
-                    problem = self._rejection(number, position, tensors, slots)
+                    problem = self._rejection(number, position, tensors, slots, dtensor)
                     if problem is None:
                         raise
                     raise problem from error
-                written += [t for t in tensors[:1] + tensors[2:] if t is not None]
+                # The versions of the tensors written (a DTensor's and its local shard's).
+                written += [t for t in views[:1] + views[2:] if t is not None]
         try:
             batch.run()
         except ValueError as error:
@@ -296,20 +369,40 @@ class Optimizer(torch.optim.Optimizer):
         if written:
             torch.autograd.graph.increment_version(written)
 
+    @staticmethod
+    def _labels(number: int, position: int, slots: tuple[str | None, ...]) -> tuple[str, ...]:
+        where = f"param {position} of group {number}"
+        return (where, f"the grad of {where}", *[f'state "{s}" of {where}' for s in slots])
+
+    def _check_sharding(
+        self,
+        number: int,
+        position: int,
+        tensors: tuple[Any, ...],
+        slots: tuple[str | None, ...],
+        dtensor: type,
+    ) -> None:
+        """Raise unless grad and state are sharded as the param is (see _sharding_problem)."""
+        param = tensors[0]
+        for label, tensor in zip(self._labels(number, position, slots), tensors, strict=True):
+            if tensor is not None and tensor is not param and isinstance(tensor, torch.Tensor):
+                problem = _sharding_problem(tensor, label, param, dtensor)
+                if problem is not None:
+                    raise problem
+
     def _rejection(
         self,
         number: int,
         position: int,
         tensors: tuple[Any, ...],
         slots: tuple[str | None, ...],
+        dtensor: type | None = None,
     ) -> Exception | None:
         """The first tensor of a param's step that fastadam cannot update, as an error naming it."""
-        where = f"param {position} of group {number}"
-        labels = (where, f"the grad of {where}", *[f'state "{s}" of {where}' for s in slots])
         param = tensors[0]
-        for label, tensor in zip(labels, tensors, strict=True):
+        for label, tensor in zip(self._labels(number, position, slots), tensors, strict=True):
             if tensor is not None:
-                problem = _problem(tensor, label, None if tensor is param else param)
+                problem = _problem(tensor, label, None if tensor is param else param, dtensor)
                 if problem is not None:
                     return problem
         return None
