@@ -9,6 +9,7 @@ Environment switches (all optional):
 """
 
 import os
+import platform
 import subprocess
 import sys
 import sysconfig
@@ -39,10 +40,12 @@ def _flag(name: str) -> bool:
     return os.environ.get(name, "") not in ("", "0")
 
 
-def _compiler_accepts(flags: list[str]) -> bool:
-    """Whether the C compiler can build and link a small OpenMP program with flags."""
+OPENMP_PROBE = "#include <omp.h>\nint main(void) { return omp_get_max_threads() < 1; }\n"
+
+
+def _compiler_accepts(flags: list[str], source: str = OPENMP_PROBE) -> bool:
+    """Whether the C compiler can build and link a small program (default: OpenMP) with flags."""
     cc = os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc"
-    source = "#include <omp.h>\nint main(void) { return omp_get_max_threads() < 1; }\n"
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "probe.c")
         with open(path, "w") as f:
@@ -52,6 +55,13 @@ def _compiler_accepts(flags: list[str]) -> bool:
 
 
 kernel_args = list(KERNEL_FLAGS)
+# GCC's generic tuning avoids vector gathers; the 8-bit formats' table lookups need them
+# (4 to 6 times faster than scalar lookups on AVX2 and AVX-512 machines).
+GATHERS = ["-mtune-ctrl=use_gather_2parts,use_gather_4parts,use_gather"]
+if platform.machine().lower() in ("x86_64", "amd64") and _compiler_accepts(
+    GATHERS, "int main(void) { return 0; }\n"
+):
+    kernel_args += GATHERS
 link_args: list[str] = []
 if _flag("FASTADAM_NATIVE"):
     kernel_args.append("-march=native")

@@ -6,20 +6,51 @@ a NumPy array, float32 or float64 in native byte order, aligned, C-contiguous,
 writable (all but the gradient), of the param's dtype and shape, and no
 written buffer overlaps any other buffer of the call. Then one C call updates
 them all with the GIL released. There is no maths here.
+
+Compressed formats (algorithms with compressed kernels, see fastadam.h): the
+param and grad may also be bfloat16 (ml_dtypes), the state buffers (all alike)
+float32, bfloat16 or uint8 8-bit codes, each code buffer with its float32
+absmax, one per block; a float32 param may also write a bfloat16 param_copy.
+A buffers tuple then continues, after the FA_MAX_BUFS main buffers, with the
+absmax of each state buffer and the param copy.
 """
 
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
-from libc.stdint cimport uintptr_t
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, uintptr_t
+from libc.string cimport memcpy
 from libc.stdlib cimport qsort
 
 cimport numpy as cnp
 
+import ml_dtypes
+import numpy as np
+
 cnp.import_array()
+
+cdef int _NPY_BFLOAT16 = np.dtype(ml_dtypes.bfloat16).num
 
 cdef extern from "fastadam.h" nogil:
     enum:
         FA_MAX_BUFS
+        FA_MAX_STATE
         FA_MAX_COEF
+    ctypedef enum fa_store:
+        FA_STORE_F32
+        FA_STORE_BF16
+        FA_STORE_Q8
+    ctypedef struct fa_qmap:
+        float value[256]
+        const uint32_t *bucket
+        uint32_t first_bucket
+        uint32_t nbuckets
+        uint32_t zero
+    ctypedef struct fa_format:
+        fa_store param
+        fa_store grad
+        fa_store state
+        int stochastic
+        size_t block
+        const fa_qmap *qmap[2]
     ctypedef enum fa_dtype:
         FA_FLOAT32
         FA_FLOAT64
@@ -37,7 +68,14 @@ cdef extern from "fastadam.h" nogil:
         fa_dtype dtype
         void *buf[FA_MAX_BUFS]
         const double *coef
+        const fa_format *format
+        float *absmax[FA_MAX_STATE]
+        uint16_t *param_copy
+        uint32_t key
     void fa_run(fa_algo algo, const fa_tensor *tensors, size_t ntensors)
+    int fa_has_compressed(fa_algo algo)
+    uint32_t fa_rounding_key(uint32_t seed, uint64_t tensor, uint64_t step)
+    void fa_q8_encode(const fa_qmap *q, const float *x, size_t n, uint8_t *codes)
     int fa_any_nonfinite(const fa_tensor *tensors, size_t ntensors, int buf)
     void fa_set_num_threads(int n)
     int fa_get_num_threads()
@@ -52,7 +90,51 @@ ADAMAX = FA_ADAMAX
 LION = FA_LION
 TRAFFIC = FA_TRAFFIC
 MAX_BUFS = FA_MAX_BUFS
+MAX_STATE = FA_MAX_STATE
 MAX_COEF = FA_MAX_COEF
+
+# A buffers tuple: the main buffers, the absmax of each state buffer, the param copy.
+cdef enum:
+    _ABSMAX = FA_MAX_BUFS
+    _COPY = FA_MAX_BUFS + FA_MAX_STATE
+    _ALL_BUFS = FA_MAX_BUFS + FA_MAX_STATE + 1
+    _MAX_BLOCK = 2048  # FA_MAX_BLOCK in kernels.h
+
+ALL_BUFS = _ALL_BUFS
+
+# The 8-bit code maps (signed, unsigned), set once by fastadam._formats.
+cdef fa_qmap _maps[2]
+cdef list _map_tables = [None, None]
+
+
+def set_code_map(int number, object values, object buckets, int first_bucket, int zero):
+    """Hand the kernels map ``number`` (0: signed, 1: unsigned) and its search table."""
+    cdef cnp.ndarray v = np.ascontiguousarray(values, np.float32)
+    cdef cnp.ndarray b = np.ascontiguousarray(buckets, np.uint32)
+    if number not in (0, 1) or v.size != 256 or b.size < 2 or not 0 <= zero < 256:
+        raise ValueError("a code map has 256 values and a search table")
+    memcpy(_maps[number].value, cnp.PyArray_DATA(v), 256 * sizeof(float))
+    _map_tables[number] = b
+    _maps[number].bucket = <const uint32_t *>cnp.PyArray_DATA(b)
+    _maps[number].first_bucket = first_bucket
+    _maps[number].nbuckets = <uint32_t>b.size
+    _maps[number].zero = zero
+
+
+def q8_encode(int number, object x, object codes):
+    """Write into ``codes`` the nearest codes of ``x`` under map ``number`` (0: signed,
+    1: unsigned): the kernels' exact search, for tests and format conversions."""
+    cdef cnp.ndarray a = _check_array(x, "x", -1, False)
+    cdef cnp.ndarray c = _check_array(codes, "codes", -1, True)
+    if cnp.PyArray_TYPE(a) != cnp.NPY_FLOAT32 or cnp.PyArray_TYPE(c) != cnp.NPY_UINT8:
+        raise TypeError("x must be float32 and codes uint8")
+    if cnp.PyArray_SIZE(a) != cnp.PyArray_SIZE(c) or number not in (0, 1):
+        raise ValueError("x and codes must have one size, and number be 0 or 1")
+    if _maps[number].bucket == NULL:
+        raise RuntimeError("the 8-bit code maps are not set (fastadam._formats sets them)")
+    with nogil:
+        fa_q8_encode(&_maps[number], <const float *>cnp.PyArray_DATA(a),
+                     <size_t>cnp.PyArray_SIZE(a), <uint8_t *>cnp.PyArray_DATA(c))
 
 
 def set_num_threads(int n):
@@ -86,9 +168,10 @@ cdef cnp.ndarray _check_array(object x, str name, Py_ssize_t index, bint writabl
         )
     cdef cnp.ndarray a = <cnp.ndarray>x
     cdef int t = cnp.PyArray_TYPE(a)
-    if t != cnp.NPY_FLOAT32 and t != cnp.NPY_FLOAT64:
+    if _store(t) < 0 and t != cnp.NPY_FLOAT64:
         raise TypeError(
-            f"{_label(name, index)} has dtype {a.dtype}; fastadam supports float32 and float64"
+            f"{_label(name, index)} has dtype {a.dtype}; fastadam supports float32 and float64 "
+            "(and, in compressed formats, bfloat16 and uint8 8-bit codes)"
         )
     if not cnp.PyArray_ISNOTSWAPPED(a):
         raise TypeError(f"{_label(name, index)} has dtype {a.dtype.str}, not in native byte order")
@@ -104,34 +187,181 @@ cdef cnp.ndarray _check_array(object x, str name, Py_ssize_t index, bint writabl
     return a
 
 
-cdef int _fill(fa_tensor *t, tuple names, tuple buffers, Py_ssize_t index) except -1:
-    """Check the buffers of one tensor against its param and describe them in t."""
-    cdef Py_ssize_t nbuf = len(buffers), b
-    if nbuf < 2 or nbuf > FA_MAX_BUFS or len(names) != nbuf:
+cdef int _store(int typenum):
+    """The storage (FA_STORE_*) of a compressed buffer of this NumPy type, or -1."""
+    if typenum == cnp.NPY_FLOAT32:
+        return FA_STORE_F32
+    if typenum == _NPY_BFLOAT16:
+        return FA_STORE_BF16
+    if typenum == cnp.NPY_UINT8:
+        return FA_STORE_Q8
+    return -1
+
+
+cdef int _check_shape(cnp.ndarray a, cnp.ndarray param, tuple names, Py_ssize_t b,
+                      Py_ssize_t index) except -1:
+    if not cnp.PyArray_SAMESHAPE(a, param):
+        raise ValueError(
+            f"{_label(names[b], index)} has shape {(<object>a).shape} "
+            f"but {_label(names[0], index)} has shape {(<object>param).shape}"
+        )
+    return 0
+
+
+cdef int _fill(fa_tensor *t, fa_format *f, tuple names, tuple buffers, Py_ssize_t index,
+               int algo, object spec, uint64_t step) except -1:
+    """Check the buffers of one tensor against its param and describe them in t.
+
+    A compressed tensor (a bfloat16 or uint8 buffer, or a mix of float32 and
+    bfloat16, or an absmax or param copy given) is described in f as well.
+    """
+    cdef Py_ssize_t nbuf = len(buffers), b, first_state = -1
+    if nbuf < 2 or nbuf > _ALL_BUFS or nbuf > len(names):
         raise ValueError(f"expected {len(names)} buffers, got {nbuf}")
     cdef cnp.ndarray param = _check_array(buffers[0], names[0], index, True)
     cdef cnp.ndarray a
+    cdef int ptype = cnp.PyArray_TYPE(param), typ
+    cdef bint compressed = ptype == _NPY_BFLOAT16
+    if ptype == cnp.NPY_UINT8:
+        raise TypeError(
+            f"{_label(names[0], index)} has dtype uint8; fastadam supports float32 and float64 "
+            "(and bfloat16) params"
+        )
     for b in range(FA_MAX_BUFS):
         t.buf[b] = NULL
+    for b in range(FA_MAX_STATE):
+        t.absmax[b] = NULL
+    t.param_copy = NULL
+    t.format = NULL
+    t.key = 0
     t.n = <size_t>cnp.PyArray_SIZE(param)
-    t.dtype = FA_FLOAT32 if cnp.PyArray_TYPE(param) == cnp.NPY_FLOAT32 else FA_FLOAT64
+    t.dtype = FA_FLOAT64 if ptype == cnp.NPY_FLOAT64 else FA_FLOAT32
     t.buf[0] = cnp.PyArray_DATA(param)
-    for b in range(1, nbuf):
+    for b in range(1, min(nbuf, FA_MAX_BUFS)):
         if buffers[b] is None:
             continue
         a = _check_array(buffers[b], names[b], index, b != 1)
-        if cnp.PyArray_TYPE(a) != cnp.PyArray_TYPE(param):
+        typ = cnp.PyArray_TYPE(a)
+        if typ != ptype:
+            if _store(ptype) == FA_STORE_Q8 or _store(typ) < 0 or _store(ptype) < 0 or (
+                b == 1 and typ == cnp.NPY_UINT8
+            ):
+                raise TypeError(
+                    f"{_label(names[b], index)} has dtype {a.dtype} "
+                    f"but {_label(names[0], index)} has {param.dtype}"
+                )
+            compressed = True
+        if b >= 2 and first_state < 0:
+            first_state = b
+        elif b >= 2 and typ != cnp.PyArray_TYPE(buffers[first_state]):
             raise TypeError(
-                f"{_label(names[b], index)} has dtype {a.dtype} "
-                f"but {_label(names[0], index)} has {param.dtype}"
+                f"{_label(names[b], index)} has dtype {a.dtype} but "
+                f"{_label(names[first_state], index)} has {buffers[first_state].dtype}; "
+                "the state buffers of a param share one format"
             )
-        if not cnp.PyArray_SAMESHAPE(a, param):
-            raise ValueError(
-                f"{_label(names[b], index)} has shape {(<object>a).shape} "
-                f"but {_label(names[0], index)} has shape {(<object>param).shape}"
-            )
+        _check_shape(a, param, names, b, index)
         t.buf[b] = cnp.PyArray_DATA(a)
+    for b in range(_ABSMAX, nbuf):
+        compressed = compressed or buffers[b] is not None
+    if compressed:
+        _fill_format(t, f, names, buffers, index, algo, spec, step, first_state)
     return 0
+
+
+cdef int _fill_format(fa_tensor *t, fa_format *f, tuple names, tuple buffers, Py_ssize_t index,
+                      int algo, object spec, uint64_t step, Py_ssize_t first_state) except -1:
+    """Check the absmax and param copy of a compressed tensor; describe its format in f."""
+    cdef Py_ssize_t nbuf = len(buffers), j
+    cdef cnp.ndarray param = <cnp.ndarray>buffers[0]
+    cdef cnp.ndarray a
+    cdef size_t block, blocks
+    if not fa_has_compressed(<fa_algo>algo):
+        dtypes = ", ".join(str(x.dtype) for x in buffers[:FA_MAX_BUFS] if x is not None)
+        raise TypeError(
+            f"{_label(names[0], index)} and its buffers have dtypes {dtypes}; this optimizer "
+            "needs one dtype, float32 or float64 (compressed formats are for Adam and AdamW)"
+        )
+    if spec is None:
+        raise ValueError("compressed buffers need a format: spec=(stochastic, block_size, seed)")
+    stochastic, block, seed = spec
+    if block < 1 or block > _MAX_BLOCK or block & (block - 1):
+        raise ValueError(f"block_size must be a power of two up to {_MAX_BLOCK}, got {block}")
+    f.param = <fa_store>_store(cnp.PyArray_TYPE(param))
+    f.grad = FA_STORE_F32 if buffers[1] is None else <fa_store>_store(cnp.PyArray_TYPE(buffers[1]))
+    f.state = FA_STORE_F32 if first_state < 0 else <fa_store>_store(
+        cnp.PyArray_TYPE(buffers[first_state])
+    )
+    f.stochastic = bool(stochastic)
+    f.block = block
+    f.qmap[0] = &_maps[0]
+    f.qmap[1] = &_maps[1]
+    if f.state == FA_STORE_Q8 and (_maps[0].bucket == NULL or _maps[1].bucket == NULL):
+        raise RuntimeError("the 8-bit code maps are not set (fastadam._formats sets them)")
+    blocks = (t.n + block - 1) // block
+    for j in range(FA_MAX_STATE):
+        given = _ABSMAX + j < nbuf and buffers[_ABSMAX + j] is not None
+        if f.state == FA_STORE_Q8 and t.buf[2 + j] != NULL:
+            if not given:
+                raise ValueError(
+                    f"{_label(names[_ABSMAX + j], index)} is required: "
+                    f"{_label(names[2 + j], index)} holds 8-bit codes"
+                )
+            a = _check_array(buffers[_ABSMAX + j], names[_ABSMAX + j], index, True)
+            if cnp.PyArray_TYPE(a) != cnp.NPY_FLOAT32:
+                raise TypeError(
+                    f"{_label(names[_ABSMAX + j], index)} has dtype {a.dtype}; absmax is float32"
+                )
+            if <size_t>cnp.PyArray_SIZE(a) != blocks:
+                raise ValueError(
+                    f"{_label(names[_ABSMAX + j], index)} has {cnp.PyArray_SIZE(a)} values but "
+                    f"{_label(names[2 + j], index)} has {blocks} blocks of {block} elements"
+                )
+            t.absmax[j] = <float *>cnp.PyArray_DATA(a)
+        elif given:
+            raise ValueError(
+                f"{_label(names[_ABSMAX + j], index)} was given but "
+                f"{_label(names[2 + j], index)} is not a buffer of 8-bit codes"
+            )
+    if _COPY < nbuf and buffers[_COPY] is not None:
+        a = _check_array(buffers[_COPY], names[_COPY], index, True)
+        if cnp.PyArray_TYPE(a) != _NPY_BFLOAT16 or f.param != FA_STORE_F32:
+            raise TypeError(
+                f"{_label(names[_COPY], index)} has dtype {a.dtype} and "
+                f"{_label(names[0], index)} {param.dtype}; a param copy is the bfloat16 "
+                "image of a float32 param"
+            )
+        _check_shape(a, param, names, _COPY, index)
+        t.param_copy = <uint16_t *>cnp.PyArray_DATA(a)
+    t.format = f
+    t.key = fa_rounding_key(<uint32_t>seed, <uint64_t>(index if index >= 0 else 0), step)
+    return 0
+
+
+cdef size_t _itemsize(fa_store store) noexcept nogil:
+    return 1 if store == FA_STORE_Q8 else 2 if store == FA_STORE_BF16 else 4
+
+
+cdef void *_span_start(const fa_tensor *t, int b) noexcept nogil:
+    if b < FA_MAX_BUFS:
+        return t.buf[b]
+    if b < _COPY:
+        return t.absmax[b - _ABSMAX]
+    return t.param_copy
+
+
+cdef size_t _span_bytes(const fa_tensor *t, int b) noexcept nogil:
+    cdef const fa_format *f = t.format
+    if f == NULL:
+        return t.n * (4 if t.dtype == FA_FLOAT32 else 8)
+    if b == 0:
+        return t.n * _itemsize(f.param)
+    if b == 1:
+        return t.n * _itemsize(f.grad)
+    if b < FA_MAX_BUFS:
+        return t.n * _itemsize(f.state)
+    if b < _COPY:
+        return (t.n + f.block - 1) // f.block * sizeof(float)
+    return t.n * 2
 
 
 cdef struct _Span:
@@ -156,19 +386,17 @@ cdef int _check_disjoint(const fa_tensor *tensors, size_t ntensors, tuple names,
     """
     cdef size_t nspans = 0, i, k
     cdef int b
-    cdef size_t itemsize
-    cdef _Span *spans = <_Span *>PyMem_Malloc(ntensors * FA_MAX_BUFS * sizeof(_Span) + 1)
+    cdef _Span *spans = <_Span *>PyMem_Malloc(ntensors * _ALL_BUFS * sizeof(_Span) + 1)
     if spans == NULL:
         raise MemoryError()
     cdef _Span furthest_any, furthest_written, other
     cdef bint have_any = False, have_written = False, clash
     try:
         for i in range(ntensors):
-            itemsize = 4 if tensors[i].dtype == FA_FLOAT32 else 8
-            for b in range(FA_MAX_BUFS):
-                if tensors[i].buf[b] != NULL and tensors[i].n > 0:
-                    spans[nspans].start = <uintptr_t>tensors[i].buf[b]
-                    spans[nspans].end = spans[nspans].start + tensors[i].n * itemsize
+            for b in range(_ALL_BUFS if tensors[i].format != NULL else FA_MAX_BUFS):
+                if _span_start(&tensors[i], b) != NULL and tensors[i].n > 0:
+                    spans[nspans].start = <uintptr_t>_span_start(&tensors[i], b)
+                    spans[nspans].end = spans[nspans].start + _span_bytes(&tensors[i], b)
                     spans[nspans].tensor = i
                     spans[nspans].buf = b
                     nspans += 1
@@ -217,16 +445,19 @@ cdef int _load_coef(double *dst, object coef) except -1:
     return 0
 
 
-def run1(int algo, tuple names, tuple buffers, tuple coef):
+def run1(int algo, tuple names, tuple buffers, tuple coef, object spec=None, uint64_t step=0):
     """Check the buffers of one tensor and update them in one fused pass.
 
     names label the buffers in error messages; a None buffer is absent.
+    Compressed buffers need ``spec = (stochastic, block_size, seed)``; ``step``
+    (with the seed) keys stochastic rounding.
     """
     cdef fa_tensor t
+    cdef fa_format f
     cdef double k[FA_MAX_COEF]
     if algo < 0 or algo >= FA_NUM_ALGOS:
         raise ValueError(f"unknown algorithm {algo}")
-    _fill(&t, names, buffers, -1)
+    _fill(&t, &f, names, buffers, -1, algo, spec, step)
     _check_disjoint(&t, 1, names, None)
     _load_coef(k, coef)
     t.coef = k
@@ -245,6 +476,7 @@ cdef class Batch:
     cdef int algo
     cdef tuple names
     cdef fa_tensor *tensors
+    cdef fa_format *formats  # formats[i].block == 0: tensor i is not compressed
     cdef size_t ntensors, cap
     cdef double *coefs
     cdef size_t ncoefs, coefcap
@@ -262,6 +494,7 @@ cdef class Batch:
 
     def __dealloc__(self):
         PyMem_Free(self.tensors)
+        PyMem_Free(self.formats)
         PyMem_Free(self.coefs)
         PyMem_Free(self.coef_of)
 
@@ -278,45 +511,68 @@ cdef class Batch:
         self.ncoefs += 1
         return self.ncoefs - 1
 
-    def add(self, Py_ssize_t index, tuple buffers, size_t coef_id):
-        """Check the buffers of the param numbered ``index`` and queue them."""
-        cdef fa_tensor *grown_t
-        cdef size_t *grown_c
+    cdef int _grow(self) except -1:
+        cdef size_t cap = 2 * self.cap + 4
+        cdef fa_tensor *grown_t = <fa_tensor *>PyMem_Realloc(self.tensors, cap * sizeof(fa_tensor))
+        if grown_t == NULL:
+            raise MemoryError()
+        self.tensors = grown_t
+        cdef fa_format *grown_f = <fa_format *>PyMem_Realloc(self.formats, cap * sizeof(fa_format))
+        if grown_f == NULL:
+            raise MemoryError()
+        self.formats = grown_f
+        cdef size_t *grown_c = <size_t *>PyMem_Realloc(self.coef_of, cap * sizeof(size_t))
+        if grown_c == NULL:
+            raise MemoryError()
+        self.coef_of = grown_c
+        self.cap = cap
+        return 0
+
+    def add(self, Py_ssize_t index, tuple buffers, size_t coef_id, object spec=None,
+            uint64_t step=0):
+        """Check the buffers of the param numbered ``index`` and queue them.
+
+        Compressed buffers need ``spec = (stochastic, block_size, seed)``; ``step``
+        is the param's step count, which keys stochastic rounding.
+        """
         if coef_id >= self.ncoefs:
             raise ValueError(f"unknown coefficient set {coef_id}")
         if self.ntensors == self.cap:
-            self.cap = 2 * self.cap + 4
-            grown_t = <fa_tensor *>PyMem_Realloc(self.tensors, self.cap * sizeof(fa_tensor))
-            if grown_t == NULL:
-                raise MemoryError()
-            self.tensors = grown_t
-            grown_c = <size_t *>PyMem_Realloc(self.coef_of, self.cap * sizeof(size_t))
-            if grown_c == NULL:
-                raise MemoryError()
-            self.coef_of = grown_c
-        _fill(&self.tensors[self.ntensors], self.names, buffers, index)
+            self._grow()
+        self.formats[self.ntensors].block = 0
+        _fill(&self.tensors[self.ntensors], &self.formats[self.ntensors], self.names, buffers,
+              index, self.algo, spec, step)
         self.coef_of[self.ntensors] = coef_id
         self.ntensors += 1
         self.indices.append(index)
         self.keep.append(buffers)
 
     def add_group(self, Py_ssize_t first, list params, list grads, dict state, tuple slots,
-                  object coef_id_for):
+                  object coef_id_for, object spec=None, tuple absmax=None, object master=None):
         """Queue each param of a group whose grad is not None, with its state buffers.
 
         Param ``j`` is numbered ``first + j``; ``state`` maps that number to the
         param's dict of state buffers and ``"step"``; ``slots`` names the state
         buffers in kernel order (None for one the group does not use), and
         ``coef_id_for(step)`` gives the coefficient set of a param's next step.
+        Compressed groups also give ``spec`` (see ``add``), ``absmax``, the keys of
+        the state buffers' absmax (taken where the param's state has them), and
+        ``master``, the key of float32 master weights: these are then the param,
+        and the group's (bfloat16) param receives their copy.
         Returns the state dicts queued. If a param has no state yet, or lacks a
         buffer, raises StateMissing and leaves the batch as it was.
         """
         cdef Py_ssize_t j, n = len(params), before = self.ntensors
         cdef list queued = []
-        cdef object grad, entry, step, last_step = None
+        cdef object grad, entry, step, param, copy, last_step = None
+        cdef tuple buffers, padding = (), marks_padding = ()
         cdef size_t coef_id = 0
+        cdef bint compressed = absmax is not None or master is not None
         if len(grads) != n:
             raise ValueError(f"{len(grads)} grads for {n} params")
+        if compressed:
+            padding = (None,) * (FA_MAX_BUFS - 2 - len(slots))
+            marks_padding = (None,) * (FA_MAX_STATE - len(absmax or ()))
         try:
             for j in range(n):
                 grad = grads[j]
@@ -325,14 +581,23 @@ cdef class Batch:
                 entry = state.get(first + j)
                 if entry is None:
                     raise StateMissing(first + j)
-                buffers = (params[j], grad) + tuple(
+                param, copy = params[j], None
+                if master is not None and cnp.PyArray_Check(param) and (
+                    cnp.PyArray_TYPE(param) == _NPY_BFLOAT16
+                ):
+                    param, copy = entry[master], param
+                buffers = (param, grad) + tuple(
                     [None if slot is None else entry[slot] for slot in slots]
                 )
+                if compressed:
+                    buffers += padding + tuple(
+                        [None if key is None else entry.get(key) for key in absmax or ()]
+                    ) + marks_padding + (copy,)
                 step = entry["step"] + 1
                 if step != last_step:
                     coef_id = coef_id_for(step)
                     last_step = step
-                self.add(first + j, buffers, coef_id)
+                self.add(first + j, buffers, coef_id, spec, step)
                 queued.append(entry)
         except KeyError as missing:
             self._truncate(before)
@@ -347,23 +612,29 @@ cdef class Batch:
         del self.indices[n:]
         del self.keep[n:]
 
+    cdef void _link(self) noexcept:
+        """Point each tensor at its coefficients and format (the arrays may have moved)."""
+        cdef size_t i
+        for i in range(self.ntensors):
+            self.tensors[i].coef = self.coefs + self.coef_of[i] * FA_MAX_COEF
+            self.tensors[i].format = &self.formats[i] if self.formats[i].block != 0 else NULL
+
     def check(self):
         """Raise if any written buffer overlaps another buffer of the batch."""
+        self._link()
         _check_disjoint(self.tensors, self.ntensors, self.names, self.indices)
 
     def grads_finite(self):
         """Whether every queued gradient is free of NaN and infinity (one read-only pass)."""
         cdef int found
+        self._link()
         with nogil:
             found = fa_any_nonfinite(self.tensors, self.ntensors, 1)
         return not found
 
     def run(self):
         """Check for overlaps, then update every queued tensor in one C call."""
-        cdef size_t i
         self.check()
-        for i in range(self.ntensors):
-            self.tensors[i].coef = self.coefs + self.coef_of[i] * FA_MAX_COEF
         with nogil:
             fa_run(<fa_algo>self.algo, self.tensors, self.ntensors)
 

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from . import _config, _ext, functional
+from . import _bench_compressed, _config, _ext, functional
 from .optimizers import Adam
 
 Step = Callable[[], None]
@@ -231,6 +231,7 @@ class Report:
     machine: dict[str, object]
     results: list[Result] = field(default_factory=list)
     small_calls_us: dict[str, float] = field(default_factory=dict)
+    compressed: list[_bench_compressed.CompressedResult] = field(default_factory=list)
     goals: list[str] = field(default_factory=list)
 
 
@@ -345,6 +346,7 @@ def evaluate_goals(report: Report) -> None:
     }
     for label, us in report.small_calls_us.items():
         _check(goals, label, us, limits[label], unit="us")
+    _bench_compressed.goals(report.compressed, lambda *args: _check(goals, *args))
 
 
 def machine() -> dict[str, object]:
@@ -387,6 +389,24 @@ def run_suite(configs: Sequence[Config], min_time: float, progress: bool) -> lis
     return results
 
 
+def measure_compressed(
+    n: int, threads: Sequence[int], min_time: float, progress: bool
+) -> list[_bench_compressed.CompressedResult]:
+    """Every compressed format's Adam step over n elements, interleaved with the float32
+    steps of fastadam, torch (fused) and DeepSpeed (CPU Adam), per thread count."""
+    deepspeed = _bench_compressed.deepspeed_available()
+    if progress and not deepspeed:
+        print("DeepSpeed CPU Adam is not available: leaving it out", file=sys.stderr)
+    rows = []
+    for count in threads:
+        if progress:
+            print(f"compressed state, {n:,} elements, {count} thread(s)", file=sys.stderr)
+        set_threads(count)
+        steps = _bench_compressed.steps(n, torch_available(), deepspeed)
+        rows += _bench_compressed.results(median_times(steps, min_time), n, count)
+    return rows
+
+
 # -------------------------------------------------------------------- output
 
 
@@ -420,6 +440,12 @@ def format_report(report: Report) -> str:
     if report.small_calls_us:
         parts += ["", "Small calls (float32, median microseconds per call):"]
         parts += [f"  {k:28} {v:8.2f} us" for k, v in report.small_calls_us.items()]
+    if report.compressed:
+        parts += [
+            "",
+            "Compressed state (Adam; B = bytes per element; ratios = time / time, same run):",
+        ]
+        parts += [_bench_compressed.format_table(report.compressed)]
     if report.goals:
         parts += ["", "Goals:"] + [f"  {g}" for g in report.goals]
     return "\n".join(parts)
@@ -460,8 +486,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="seconds spent timing each implementation per configuration (at least 5 runs)",
     )
     parser.add_argument("--no-small", action="store_true", help="skip the small-call timings")
+    parser.add_argument(
+        "--no-compressed",
+        action="store_true",
+        help="skip the compressed-state rows (run unless --impls narrows the comparison)",
+    )
     parser.add_argument("--gpt2", action="store_true", help="add a step over GPT-2 small's shapes")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    parser.add_argument("--plot", metavar="FILE", help="also draw GB/s against size (plot extra)")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     return parser.parse_args(argv)
 
@@ -490,12 +522,19 @@ def main(argv: Sequence[str] | None = None) -> Report:
     report.results = run_suite(configs, args.min_time, progress=not args.quiet)
     if not args.no_small:
         report.small_calls_us = small_calls(args.min_time)
+    if not args.no_compressed and args.impls is None:
+        n = min(max(sizes), 10_000_000)
+        report.compressed = measure_compressed(n, args.threads, args.min_time, not args.quiet)
     evaluate_goals(report)
     set_threads(_config.available_cpus())
     print(format_report(report))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(asdict(report), f, indent=2)
+    if args.plot:
+        from ._plot import plot_bench
+
+        plot_bench(report, args.plot)
     return report
 
 

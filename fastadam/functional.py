@@ -4,14 +4,15 @@ Each function checks its hyperparameters (torch.optim's messages) and every
 buffer (dtype, shape, contiguity, writability, overlap) before touching any of
 them, then updates ``param`` and the state buffers in one pass over memory with
 the GIL released. Buffers are float32 or float64 NumPy arrays of one dtype and
-shape; nothing is ever copied or cast.
+shape; nothing is ever copied or cast. ``adam`` also takes compressed formats:
+bfloat16 params and grads, bfloat16 or 8-bit state, a bfloat16 param copy.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from . import _algorithms, _ext
+from . import _algorithms, _ext, _formats
 from . import _validate as check
 
 __all__ = ["adagrad", "adam", "adamax", "lion", "rmsprop", "sgd"]
@@ -42,6 +43,13 @@ def adam(
     amsgrad: bool = False,
     max_exp_avg_sq: np.ndarray | None = None,
     maximize: bool = False,
+    exp_avg_absmax: np.ndarray | None = None,
+    exp_avg_sq_absmax: np.ndarray | None = None,
+    max_exp_avg_sq_absmax: np.ndarray | None = None,
+    param_copy: np.ndarray | None = None,
+    block_size: int = 256,
+    rounding: str | None = None,
+    seed: int = 0,
 ) -> None:
     r"""One Adam (or AdamW) step, in place.
 
@@ -79,6 +87,27 @@ def adam(
     maximize : bool
         Ascend instead of descend.
 
+    Compressed formats (computed in float32 registers, one pass over memory):
+
+    - ``param`` and ``grad`` may each be float32 or bfloat16 (``ml_dtypes.bfloat16``);
+    - the state buffers (all alike) may be float32, bfloat16, or uint8 codes of
+      block-wise 8-bit quantization (Dettmers et al., arXiv:2110.02861): then
+      each has a float32 absmax (``exp_avg_absmax``, ...) of
+      ``ceil(param.size / block_size)`` values; ``exp_avg`` uses the signed
+      dynamic map and the others the unsigned one (``fastadam._formats``);
+    - ``param_copy``, a bfloat16 array, receives the new float32 param rounded
+      to nearest (master weights and their low-precision copy, in one pass).
+
+    block_size : int
+        Elements per absmax of 8-bit state: a power of two from 64 to 2048.
+    rounding : {None, "nearest", "stochastic"}
+        How bfloat16 and 8-bit stores round. None: stochastic if the param is
+        bfloat16 or the state bfloat16 or 8-bit (round-to-nearest stalls
+        there), else nearest. A ``param_copy`` always rounds to nearest.
+    seed : int
+        Stochastic rounding draws from a hash of (seed, step, element index), so
+        results repeat bit for bit at any thread count.
+
     Raises
     ------
     TypeError, ValueError
@@ -105,12 +134,26 @@ def adam(
         maximize=maximize,
     )
     _require("max_exp_avg_sq", max_exp_avg_sq, check.flag("amsgrad", amsgrad), "amsgrad=True")
+    spec = _formats.spec(
+        rounding, block_size, seed, getattr(param, "dtype", None), getattr(exp_avg, "dtype", None)
+    )
     _ext.run1(
         _ext.ADAM,
-        ("param", "grad", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"),
-        (param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq),
+        _ADAM_NAMES,
+        (
+            param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq,
+            exp_avg_absmax, exp_avg_sq_absmax, max_exp_avg_sq_absmax, param_copy,
+        ),
         coef,
-    )
+        spec,
+        step,
+    )  # fmt: skip
+
+
+_ADAM_NAMES = (
+    "param", "grad", "exp_avg", "exp_avg_sq", "max_exp_avg_sq",
+    "exp_avg_absmax", "exp_avg_sq_absmax", "max_exp_avg_sq_absmax", "param_copy",
+)  # fmt: skip
 
 
 def sgd(

@@ -6,24 +6,139 @@ dtype. ``step(grads)`` validates every group and buffer, then updates all
 params in one fused C call; after an exception nothing has changed.
 
 A new algorithm is a subclass that names its kernel and state buffers and
-turns a group's hyperparameters into the kernel's coefficients.
+turns a group's hyperparameters into the kernel's coefficients. One whose
+kernel has compressed formats (``_ext`` / ``fastadam.h``) sets ``_formats`` and
+takes the options of FORMAT_DEFAULTS: the base class then keeps its state as
+bfloat16 or 8-bit codes, updates bfloat16 params, and keeps master weights.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
-from . import _algorithms, _ext
+from . import _algorithms, _ext, _formats
 from . import _validate as check
 
 __all__ = ["SGD", "Adagrad", "Adam", "AdamW", "Adamax", "Lion", "Optimizer", "RMSprop"]
 
 ParamGroup = dict[str, Any]
 Params = Iterable[np.ndarray] | Iterable[Mapping[str, Any]]
+
+# The format options of a class with compressed formats, per param group.
+FORMAT_DEFAULTS: dict[str, Any] = {
+    "state_dtype": None,
+    "rounding": None,
+    "block_size": 256,
+    "min_8bit_size": 4096,
+    "master_weights": False,
+    "seed": 0,
+}
+MASTER = "master_param"  # the state entry of float32 master weights
+
+
+def absmax_key(slot: str) -> str:
+    """The state entry holding the absmax of 8-bit state buffer ``slot``."""
+    return f"{slot}_absmax"
+
+
+class Format(NamedTuple):
+    """A param group's format options, checked."""
+
+    state_dtype: str | None
+    rounding: str | None
+    block_size: int
+    min_8bit_size: int
+    master_weights: bool
+    seed: int
+
+    @classmethod
+    def of(cls, group: Mapping[str, Any]) -> Format:
+        """The options of a group; a group holds only those that differ from the defaults."""
+        if group.keys().isdisjoint(FORMAT_DEFAULTS):
+            return DEFAULT_FORMAT
+        get = {**FORMAT_DEFAULTS, **group}.__getitem__
+        return cls(
+            _formats.state_dtype(get("state_dtype")),
+            _formats.rounding(get("rounding")),
+            _formats.block_size(get("block_size")),
+            _formats.min_8bit_size(get("min_8bit_size")),
+            check.flag("master_weights", get("master_weights")),
+            _formats.seed(get("seed")),
+        )
+
+    def storage(self, param: np.ndarray) -> np.dtype:
+        """The dtype of the param's state buffers (uint8: 8-bit codes)."""
+        return _formats.state_storage(param, self.state_dtype, self.min_8bit_size)
+
+    def master(self, param: np.ndarray) -> bool:
+        """Whether the param (bfloat16) is the copy of float32 master weights."""
+        return self.master_weights and param.dtype == _formats.BFLOAT16
+
+    def spec(self, params: Sequence[np.ndarray]) -> tuple[bool, int, int]:
+        """The kernels' (stochastic, block_size, seed) for a group of params.
+
+        Rounding None is stochastic where round-to-nearest stalls: compressed
+        state, or bfloat16 params without master weights (_formats.stochastic).
+        """
+        if self.rounding is not None:
+            stochastic = self.rounding == "stochastic"
+        else:
+            stochastic = self.state_dtype in ("bfloat16", "int8") or (
+                not self.master_weights and any(p.dtype == _formats.BFLOAT16 for p in params)
+            )
+        return (stochastic, self.block_size, self.seed)
+
+
+DEFAULT_FORMAT = Format(**FORMAT_DEFAULTS)
+
+
+def format_options(**options: Any) -> dict[str, Any]:
+    """The options that differ from FORMAT_DEFAULTS (a group holds only these)."""
+    unknown = set(options) - set(FORMAT_DEFAULTS)
+    if unknown:
+        raise TypeError(f"unexpected keyword arguments {sorted(unknown)}")
+    return {k: v for k, v in options.items() if not _same(v, FORMAT_DEFAULTS[k])}
+
+
+def _same(a: object, b: object) -> bool:
+    return type(a) is type(b) and a == b
+
+
+def _compressed_buffers(
+    main: tuple[Any, ...],
+    param: np.ndarray,
+    state: Mapping[str, Any],
+    absmax: tuple[str | None, ...] | None,
+    master: str | None,
+) -> tuple[Any, ...]:
+    """A param's buffers for ``Batch.add`` with the compressed tail, as ``Batch.add_group``
+    assembles them: master weights (of a bfloat16 param) in the param's place and
+    the param as their copy, then the absmax of each state buffer."""
+    copy = None
+    if master is not None and param.dtype == _formats.BFLOAT16:
+        main, copy = (state[master], *main[1:]), param
+    marks = [None if k is None else state.get(k) for k in absmax or ()]
+    padding = [None] * (_ext.MAX_STATE - len(marks))
+    return (*main, *[None] * (_ext.MAX_BUFS - len(main)), *marks, *padding, copy)
+
+
+def _load_buffer(
+    label: str, value: object, param: np.ndarray, dtype: np.dtype, shape: tuple
+) -> np.ndarray:
+    """A C-contiguous copy of a loaded state buffer, checked against its dtype and shape."""
+    if not isinstance(value, np.ndarray):
+        raise TypeError(f"{label} must be a numpy.ndarray, got {type(value).__name__}")
+    if value.dtype != dtype:
+        needs = "the param has" if dtype == param.dtype else "the state format needs"
+        raise TypeError(f"{label} has dtype {value.dtype} but {needs} {dtype}")
+    if value.shape != shape:
+        needs = "the param has shape" if shape == param.shape else "its absmax has one per block:"
+        raise ValueError(f"{label} has shape {value.shape} but {needs} {shape}")
+    return np.array(value, order="C", copy=True)
 
 
 class Optimizer:
@@ -35,6 +150,7 @@ class Optimizer:
 
     _kernel: ClassVar[int]
     _slots: ClassVar[tuple[str, ...]]
+    _formats: ClassVar[bool] = False  # compressed formats: groups hold FORMAT_DEFAULTS' options
 
     def __init__(self, params: Params, defaults: Mapping[str, Any]) -> None:
         self.defaults: dict[str, Any] = dict(defaults)
@@ -77,6 +193,11 @@ class Optimizer:
     def _check_group(self, group: ParamGroup) -> None:
         self._coefficients(group, 1, True)
         self._active(group)
+        self._format(group)
+
+    def _format(self, group: ParamGroup) -> Format | None:
+        """The group's checked format options (None for classes without formats)."""
+        return Format.of(group) if self._formats else None
 
     def add_param_group(self, param_group: Mapping[str, Any]) -> None:
         """Add a group ``{"params": [...], **hyperparameters}``; missing ones take the defaults."""
@@ -91,7 +212,7 @@ class Optimizer:
             batch = _ext.Batch(self._kernel, ("params", "grads"))
             none = batch.add_coef(())
             for index, param in enumerate(everything):
-                batch.add(index, (param, None), none)
+                batch.add(index, (param, None), none, DEFAULT_FORMAT.spec(()))
             try:
                 batch.check()
             except ValueError as error:
@@ -166,11 +287,61 @@ class Optimizer:
         return True
 
     def _labels(self) -> tuple[str, ...]:
-        return ("params", "grads", *self._slots)
+        if not self._formats:
+            return ("params", "grads", *self._slots)
+        padding = ("",) * (_ext.MAX_STATE - len(self._slots))
+        absmax = tuple(absmax_key(s) for s in self._slots)
+        return ("params", "grads", *self._slots, *padding, *absmax, *padding, "param_copies")
 
     def _slot_names(self, group: ParamGroup) -> tuple[str | None, ...]:
         active = self._active(group)
         return tuple(s if on else None for s, on in zip(self._slots, active, strict=True))
+
+    def _layout(
+        self, group: ParamGroup, slots: tuple[str | None, ...]
+    ) -> tuple[tuple[bool, int, int] | None, tuple[str | None, ...] | None, str | None]:
+        """The compressed side of a group's buffers, as ``Batch.add_group`` takes it:
+        the format spec, the keys of the state's absmax (8-bit state) and of master weights."""
+        fmt = self._format(group)
+        if fmt is None:
+            return None, None, None
+        absmax = None
+        if fmt.state_dtype == "int8":
+            absmax = tuple(None if s is None else absmax_key(s) for s in slots)
+        return fmt.spec(group["params"]), absmax, MASTER if fmt.master_weights else None
+
+    def _wanted(
+        self,
+        param: np.ndarray,
+        group: ParamGroup,
+        slots: Iterable[str | None] | None = None,
+        store: np.dtype | None = None,
+    ) -> dict[str, tuple[np.dtype, tuple]]:
+        """The state buffers a param needs under its group's settings: key -> (dtype, shape).
+
+        ``slots`` (default: those the group's settings use) are the state buffers,
+        ``store`` their dtype (default: what the group creates).
+        """
+        fmt = self._format(group)
+        if store is None:
+            store = param.dtype if fmt is None else fmt.storage(param)
+        slots = self._slot_names(group) if slots is None else slots
+        wanted = {s: (store, param.shape) for s in slots if s is not None}
+        if store == np.uint8:
+            blocks = _formats.blocks(param.size, fmt.block_size)  # type: ignore[union-attr]
+            wanted |= {absmax_key(s): (np.dtype(np.float32), (blocks,)) for s in list(wanted)}
+        if fmt is not None and fmt.master(param):
+            wanted[MASTER] = (np.dtype(np.float32), param.shape)
+        return wanted
+
+    def _new_entry(self, key: str, param: np.ndarray, group: ParamGroup) -> np.ndarray:
+        """A state buffer on first use: master weights are the param in float32, state zeros."""
+        if key == MASTER:
+            return param.astype(np.float32)
+        dtype, shape = self._wanted(param, group)[key]
+        if dtype == param.dtype and shape == param.shape:
+            return self._new_buffer(key, param, group)
+        return np.zeros(shape, dtype)
 
     def _queue(self, grads: list[np.ndarray | None]) -> tuple[_ext.Batch, list[dict[str, Any]]]:
         """The fast path, when every param with a grad has its state: C walks the groups."""
@@ -188,7 +359,10 @@ class Optimizer:
 
             group_grads = grads[first : first + len(params)]
             slots = self._slot_names(group)
-            stepped += batch.add_group(first, params, group_grads, self.state, slots, coef_id)
+            layout = self._layout(group, slots)
+            stepped += batch.add_group(
+                first, params, group_grads, self.state, slots, coef_id, *layout
+            )
             first += len(params)
         return batch, stepped
 
@@ -202,6 +376,7 @@ class Optimizer:
         index = 0
         for group in self.param_groups:
             slots = self._slot_names(group)
+            spec, absmax, master = self._layout(group, slots)
             coef_ids: dict[tuple[int, bool], int] = {}
             for param in group["params"]:
                 grad = grads[index]
@@ -209,15 +384,17 @@ class Optimizer:
                     state = self.state.get(index)
                     if state is None:
                         state = created[index] = {"step": 0}
-                    missing = [s for s in slots if s is not None and s not in state]
+                    missing = [k for k in self._wanted(param, group) if k not in state]
                     if missing:
-                        fresh = {s: self._new_buffer(s, param, group) for s in missing}
+                        fresh = {k: self._new_entry(k, param, group) for k in missing}
                         state = created[index] = {**state, **fresh}
-                    key = (state["step"] + 1, bool(missing))
+                    key = (state["step"] + 1, any(s in missing for s in slots))
                     if key not in coef_ids:
                         coef_ids[key] = batch.add_coef(self._coefficients(group, *key))
-                    buffers = tuple(None if s is None else state[s] for s in slots)
-                    batch.add(index, (param, grad, *buffers), coef_ids[key])
+                    buffers = (param, grad, *[None if s is None else state[s] for s in slots])
+                    if absmax is not None or master is not None:
+                        buffers = _compressed_buffers(buffers, param, state, absmax, master)
+                    batch.add(index, buffers, coef_ids[key], spec, key[0])
                     stepped.append(state)
                 index += 1
         return batch, stepped, created
@@ -295,37 +472,44 @@ class Optimizer:
     def _load_entry(
         self, index: int, entry: Mapping[str, Any], param: np.ndarray, group: ParamGroup
     ) -> dict[str, Any]:
-        wanted = {s for s, on in zip(self._slots, self._active(group), strict=True) if on}
-        kept = {s for s in self._slots if s in entry}  # buffers of features now switched off
-        unknown = set(entry) - set(self._slots) - {"step"}
+        store = self._stored(entry, param)
+        expected = self._wanted(param, group, store=store)
+        known = {"step", *self._slots}
+        if self._formats:
+            known |= {MASTER, *(absmax_key(s) for s in self._slots)}
+        unknown = set(entry) - known
         if unknown:
             raise ValueError(f"state[{index}] has unexpected entries {sorted(unknown)}")
+        every = self._wanted(param, group, self._slots, store)
+        for slot in self._slots:  # buffers of features now switched off are kept as they are
+            if slot in entry:
+                expected[slot] = every[slot]
+                if absmax_key(slot) in every:
+                    expected[absmax_key(slot)] = every[absmax_key(slot)]
         if "step" not in entry:
             raise ValueError(f'state[{index}] is missing "step"')
         step = entry["step"]
         if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
             raise ValueError(f'state[{index}]["step"] must be an integer >= 0, got {step!r}')
         loaded: dict[str, Any] = {"step": int(step)}
-        for slot in sorted(wanted | kept):
-            if slot not in entry:
-                raise ValueError(f'state[{index}] is missing "{slot}"')
-            value = entry[slot]
-            if not isinstance(value, np.ndarray):
-                raise TypeError(
-                    f'state[{index}]["{slot}"] must be a numpy.ndarray, got {type(value).__name__}'
-                )
-            if value.dtype != param.dtype:
-                raise TypeError(
-                    f'state[{index}]["{slot}"] has dtype {value.dtype} '
-                    f"but the param has {param.dtype}"
-                )
-            if value.shape != param.shape:
-                raise ValueError(
-                    f'state[{index}]["{slot}"] has shape {value.shape} but the param has '
-                    f"shape {param.shape}"
-                )
-            loaded[slot] = np.array(value, order="C", copy=True)
+        for key in sorted(expected):
+            if key not in entry:
+                raise ValueError(f'state[{index}] is missing "{key}"')
+            loaded[key] = _load_buffer(
+                f'state[{index}]["{key}"]', entry[key], param, *expected[key]
+            )
         return loaded
+
+    def _stored(self, entry: Mapping[str, Any], param: np.ndarray) -> np.dtype | None:
+        """The format a saved entry's state is in, if it is one the param's state may have:
+        state keeps the format it was created in, even if the group's options changed since."""
+        saved = next((entry[s] for s in self._slots if s in entry), None)
+        if not self._formats or not isinstance(saved, np.ndarray):
+            return None
+        allowed = {param.dtype, *_formats.STATE_STORAGE.values()}
+        if param.dtype == np.float64:
+            allowed = {param.dtype}
+        return saved.dtype if saved.dtype in allowed else None
 
     def __repr__(self) -> str:
         lines = [f"{type(self).__name__} ("]
@@ -341,10 +525,32 @@ class Adam(Optimizer):
     Parameters
     ----------
     params : sequence of numpy.ndarray or of dict
-        Arrays (float32/float64, C-contiguous, writable) or param groups
-        ``{"params": [...], "lr": ...}`` with per-group hyperparameters.
+        Arrays (float32/float64/bfloat16, C-contiguous, writable) or param
+        groups ``{"params": [...], "lr": ...}`` with per-group hyperparameters
+        (the format options below too, so embeddings or norms can keep float32).
     lr, betas, eps, weight_decay, amsgrad, maximize, decoupled_weight_decay
         As in ``torch.optim.Adam``; see :func:`fastadam.functional.adam`.
+    state_dtype : {None, "float32", "bfloat16", "int8"}
+        How the state is stored. None: in the param's dtype (float32 for
+        bfloat16 params). "int8": block-wise 8-bit codes with one float32 absmax
+        per ``block_size`` elements (state entries ``exp_avg_absmax``, ...), for
+        params of at least ``min_8bit_size`` elements (smaller ones keep float32).
+        Set before the first step: existing state keeps its format.
+    rounding : {None, "nearest", "stochastic"}
+        How bfloat16 and 8-bit stores round; None: stochastic where
+        round-to-nearest stalls (bfloat16 or 8-bit state, bfloat16 params
+        without master weights), else nearest.
+    block_size : int
+        Elements per absmax of 8-bit state, a power of two from 64 to 2048.
+    min_8bit_size : int
+        Params with fewer elements keep float32 state under ``state_dtype="int8"``.
+    master_weights : bool
+        For bfloat16 params: keep float32 master weights in the state
+        (``master_param``), update them, and write their rounding to nearest
+        into the bfloat16 param, in the same pass.
+    seed : int
+        Stochastic rounding hashes (seed, param index, step, element index):
+        runs repeat bit for bit at any thread count.
 
     Examples
     --------
@@ -359,6 +565,7 @@ class Adam(Optimizer):
 
     _kernel = _ext.ADAM
     _slots = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+    _formats = True
 
     def __init__(
         self,
@@ -371,6 +578,12 @@ class Adam(Optimizer):
         *,
         maximize: bool = False,
         decoupled_weight_decay: bool = False,
+        state_dtype: str | None = None,
+        rounding: str | None = None,
+        block_size: int = 256,
+        min_8bit_size: int = 4096,
+        master_weights: bool = False,
+        seed: int = 0,
     ) -> None:
         defaults = {
             "lr": lr,
@@ -380,6 +593,14 @@ class Adam(Optimizer):
             "amsgrad": amsgrad,
             "maximize": maximize,
             "decoupled_weight_decay": decoupled_weight_decay,
+            **format_options(
+                state_dtype=state_dtype,
+                rounding=rounding,
+                block_size=block_size,
+                min_8bit_size=min_8bit_size,
+                master_weights=master_weights,
+                seed=seed,
+            ),
         }
         super().__init__(params, defaults)
 
@@ -404,7 +625,8 @@ class AdamW(Adam):
     """AdamW (Loshchilov & Hutter, arXiv:1711.05101): Adam with decoupled weight decay.
 
     As ``torch.optim.AdamW``: the param is multiplied by ``1 - lr * weight_decay``
-    before the Adam update; default ``weight_decay=1e-2``.
+    before the Adam update; default ``weight_decay=1e-2``. Takes Adam's format
+    options (``state_dtype``, ``rounding``, ...) as keywords.
     """
 
     def __init__(
@@ -417,6 +639,7 @@ class AdamW(Adam):
         amsgrad: bool = False,
         *,
         maximize: bool = False,
+        **formats: Any,
     ) -> None:
         super().__init__(
             params,
@@ -427,6 +650,7 @@ class AdamW(Adam):
             amsgrad,
             maximize=maximize,
             decoupled_weight_decay=True,
+            **formats,
         )
 
 

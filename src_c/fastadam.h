@@ -9,8 +9,10 @@
 #define FASTADAM_H
 
 #include <stddef.h>
+#include <stdint.h>
 
-#define FA_MAX_BUFS 5  /* param, grad and up to three state buffers */
+#define FA_MAX_STATE 3 /* state buffers of one tensor */
+#define FA_MAX_BUFS 5  /* param, grad and up to FA_MAX_STATE state buffers */
 #define FA_MAX_COEF 12 /* per-step coefficients of one tensor, in double */
 
 typedef enum { FA_FLOAT32 = 0, FA_FLOAT64 = 1, FA_NUM_DTYPES } fa_dtype;
@@ -69,13 +71,66 @@ enum { /* the memory-traffic ceiling */
     FA_TRAFFIC_SCALE
 };
 
+/*
+ * Compressed formats. A buffer is stored as float32, as bfloat16 (the top 16
+ * bits of a float32, in a uint16) or, for state, as 8-bit codes with one
+ * float32 absmax per block of elements (block-wise dynamic quantization,
+ * Dettmers et al. 2022, arXiv:2110.02861): element i holds value[code] * absmax.
+ * The kernels compute in float32 whatever the storage.
+ */
+typedef enum { FA_STORE_F32 = 0, FA_STORE_BF16 = 1, FA_STORE_Q8 = 2, FA_NUM_STORES } fa_store;
+
+/*
+ * An 8-bit code map: 256 values, ascending, 0 among them at code zero (the
+ * signed map has negative codes below it, the unsigned map none). Magnitudes
+ * |x| <= 1 are searched with bucket[]: |x| falls in bucket
+ * clamp((bits(|x|) >> 15) - first_bucket, 0, nbuckets - 1), whose entry holds,
+ * in its low 16 bits, the magnitude rank (0 for value 0) of the nearest code for
+ * every |x| up to the bucket's one midpoint and, in its high 16 bits, the low 15
+ * bits of that midpoint (0xffff if the bucket has none): rank + (low bits of
+ * |x| > them). Built and proven exact in Python (fastadam/_lowp.py).
+ */
+typedef struct {
+    float value[256];
+    const uint32_t *bucket;
+    uint32_t first_bucket, nbuckets, zero;
+} fa_qmap;
+
+/* How the buffers of a compressed tensor are stored and rounded. */
+typedef struct {
+    fa_store param, grad, state; /* param, grad: F32 or BF16; every state buffer alike */
+    int stochastic;              /* round BF16 and Q8 stores stochastically, else to nearest */
+    size_t block;                /* Q8: elements per absmax, a power of two */
+    const fa_qmap *qmap[2];      /* Q8: the signed map (exp_avg) and the unsigned one */
+} fa_format;
+
 /* One tensor of a fused call: n elements in each of its buffers. */
 typedef struct {
     size_t n;
-    fa_dtype dtype;
+    fa_dtype dtype; /* every buffer's, or FA_FLOAT32 (compute type) with a format */
     void *buf[FA_MAX_BUFS];
     const double *coef; /* FA_MAX_COEF values, laid out by the enum above */
+    /* Compressed tensors only (format NULL: every buffer holds dtype): */
+    const fa_format *format;
+    float *absmax[FA_MAX_STATE]; /* Q8: one per block of state buffer j (buf[2 + j]) */
+    uint16_t *param_copy;        /* if not NULL, also receives the new param as bfloat16 */
+    uint32_t key;                /* stochastic rounding: fa_rounding_key of this step */
 } fa_tensor;
+
+/*
+ * The key of one tensor's step. Stochastic rounding of element i (its index in
+ * the tensor) uses fa_hash32(fa_hash32(key) + i) and
+ * fa_hash32(fa_hash32(key ^ 0x9e3779b9) + i) (see compressed_impl.h), so the
+ * bits do not depend on how the elements are split over threads. seed is the
+ * user's; tensor tells apart the params of one optimizer.
+ */
+uint32_t fa_rounding_key(uint32_t seed, uint64_t tensor, uint64_t step);
+
+/* The nearest 8-bit codes of n values x (|x| <= 1) under map q: the kernels' search. */
+void fa_q8_encode(const fa_qmap *q, const float *x, size_t n, uint8_t *codes);
+
+/* Whether algo has compressed kernels (bfloat16 and 8-bit formats). */
+int fa_has_compressed(fa_algo algo);
 
 /* Update every tensor in place, splitting the elements over the threads. */
 void fa_run(fa_algo algo, const fa_tensor *tensors, size_t ntensors);
@@ -88,7 +143,7 @@ void fa_set_num_threads(int n);
 int fa_get_num_threads(void);
 int fa_has_openmp(void);
 
-/* The instruction set the kernels dispatch to: "avx512f", "avx2" or "baseline". */
+/* The instruction set the kernels dispatch to: "avx512" (x86-64-v4), "avx2" or "baseline". */
 const char *fa_simd_level(void);
 
 #endif /* FASTADAM_H */

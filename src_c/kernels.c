@@ -6,7 +6,10 @@
  * AVX2, baseline SSE2) and the loader picks one per process from the CPU
  * (target_clones); elsewhere the baseline build is used.
  */
+#include <float.h>
 #include <math.h>
+#include <stdint.h>
+#include <string.h>
 
 #include "kernels.h"
 
@@ -15,24 +18,44 @@
 #define FA_RESTRICT __restrict__
 
 #if FA_DISPATCH
-#define FA_KERNEL static __attribute__((target_clones("avx512f", "avx2", "default")))
+#define FA_KERNEL static __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
 #else
 #define FA_KERNEL static
 #endif
 
+#include "formats.h"
+
 #define FA_T float
+#define FA_UINT uint32_t
 #define FA_SQRT sqrtf
 #define FA_NAME(algo) fa_##algo##_f32
 #include "kernels_impl.h"
+
+/* The compressed formats compute in float, with the float instances above. */
+#define FA_ALGO adam
+#define FA_COEF fa_adam_coef_f32
+#define FA_COEF_LOAD fa_adam_coef_load_f32
+#define FA_ELEMENT(c, p, g, s, on) fa_adam_element_f32(c, p, g, s, (on) >> 2 & 1)
+#define FA_SIGNED 1 /* exp_avg; exp_avg_sq and max_exp_avg_sq are >= 0 */
+#include "compressed_impl.h"
+#undef FA_ALGO
+#undef FA_COEF
+#undef FA_COEF_LOAD
+#undef FA_ELEMENT
+#undef FA_SIGNED
+
 #undef FA_T
+#undef FA_UINT
 #undef FA_SQRT
 #undef FA_NAME
 
 #define FA_T double
+#define FA_UINT uint64_t
 #define FA_SQRT sqrt
 #define FA_NAME(algo) fa_##algo##_f64
 #include "kernels_impl.h"
 #undef FA_T
+#undef FA_UINT
 #undef FA_SQRT
 #undef FA_NAME
 
@@ -50,13 +73,51 @@ const fa_kernel fa_kernels[FA_NUM_ALGOS][FA_NUM_DTYPES] = {
 
 const fa_search_kernel fa_any_nonfinite_kernels[FA_NUM_DTYPES] = FA_BOTH(any_nonfinite);
 
+const fa_compressed_table *const fa_compressed_kernels[FA_NUM_ALGOS] = {
+    [FA_ADAM] = &fa_adam_compressed_table,
+};
+
+int fa_has_compressed(fa_algo algo)
+{
+    return algo >= 0 && algo < FA_NUM_ALGOS && fa_compressed_kernels[algo] != NULL;
+}
+
+/* Whether any of n bfloat16 values is NaN or infinite (all exponent bits set). */
+FA_KERNEL int fa_any_nonfinite_bf16_kernel(size_t n, const void *values)
+{
+    const uint16_t *FA_RESTRICT x = values;
+    int found = 0;
+
+    for (size_t i = 0; i < n; i++)
+        found |= (x[i] & 0x7f80U) == 0x7f80U;
+    return found;
+}
+
+const fa_search_kernel fa_any_nonfinite_bf16 = fa_any_nonfinite_bf16_kernel;
+
+void fa_q8_encode(const fa_qmap *q, const float *x, size_t n, uint8_t *codes)
+{
+    for (size_t i = 0; i < n; i++)
+        codes[i] = (uint8_t)fa_q8_code(q->bucket, q->value, q->first_bucket, q->nbuckets, q->zero,
+                                       x[i], 0, 0);
+}
+
+uint32_t fa_rounding_key(uint32_t seed, uint64_t tensor, uint64_t step)
+{
+    uint32_t h = fa_hash32((uint32_t)(step >> 32));
+    h = fa_hash32(h ^ (uint32_t)step);
+    h = fa_hash32(h ^ (uint32_t)(tensor >> 32));
+    h = fa_hash32(h ^ (uint32_t)tensor);
+    return fa_hash32(h ^ seed);
+}
+
 const char *fa_simd_level(void)
 {
 #if FA_DISPATCH
     /* The same order of preference as the target_clones resolver. */
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f"))
-        return "avx512f";
+    if (__builtin_cpu_supports("x86-64-v4"))
+        return "avx512";
     if (__builtin_cpu_supports("avx2"))
         return "avx2";
 #endif

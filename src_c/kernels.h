@@ -19,5 +19,18 @@ extern const fa_kernel fa_kernels[FA_NUM_ALGOS][FA_NUM_DTYPES];
 typedef int (*fa_search_kernel)(size_t n, const void *values);
 
 extern const fa_search_kernel fa_any_nonfinite_kernels[FA_NUM_DTYPES];
+extern const fa_search_kernel fa_any_nonfinite_bf16;
+
+/* Elements of a block of 8-bit state: at most this many (a power of two). */
+#define FA_MAX_BLOCK 2048
+
+/* Update elements [begin, begin + n) of a compressed tensor (8-bit: begin on a block boundary). */
+typedef void (*fa_compressed_kernel)(const fa_tensor *t, size_t begin, size_t n);
+
+/* One algorithm's compressed kernels, indexed [param store][grad store][state store]. */
+typedef fa_compressed_kernel fa_compressed_table[2][2][FA_NUM_STORES];
+
+/* NULL for the algorithms without compressed formats. */
+extern const fa_compressed_table *const fa_compressed_kernels[FA_NUM_ALGOS];
 
 #endif /* FASTADAM_KERNELS_H */

@@ -23,10 +23,79 @@ FA_INLINE FA_T FA_NAME(lerp)(FA_T a, FA_T b, FA_T w, int small)
 }
 
 /*
+ * select(mask, a, b): a where mask is all ones, b where it is zero, on the bits.
+ * Branchless, so that a loop-invariant option is a vector operation even in a
+ * loop too large for the compiler to version on it.
+ */
+FA_INLINE FA_T FA_NAME(select)(FA_UINT mask, FA_T a, FA_T b)
+{
+    FA_UINT x, y;
+    memcpy(&x, &a, sizeof x);
+    memcpy(&y, &b, sizeof y);
+    x = (x & mask) | (y & ~mask);
+    memcpy(&a, &x, sizeof a);
+    return a;
+}
+
+/* lerp, with the choice of formula as a select mask (all ones for |w| < 0.5). */
+FA_INLINE FA_T FA_NAME(lerp_select)(FA_T a, FA_T b, FA_T w, FA_UINT small)
+{
+    const FA_T d = b - a;
+    return FA_NAME(select)(small, a + w * d, b + (w - (FA_T)1) * d);
+}
+
+/*
  * Adam / AdamW:  g = ±grad [+ wd*p];  p *= 1 - lr*wd (decoupled);
  * m = lerp(m, g, 1-b1);  v = b2*v + (1-b2)*g*g;  vmax = max(vmax, v) (amsgrad);
  * p -= step_size*m / (sqrt(v)/sqrt(1-b2^t) + eps)
+ *
+ * Written once as the update of one element (s = {m, v, vmax}), used by the
+ * loop below and by the compressed-state kernels (lowp_impl.h, in float).
  */
+typedef struct {
+    FA_T w1, beta2, w2, eps, step_size, bc2_sqrt, weight_decay, param_scale;
+    FA_UINT small, l2, decoupled, maximize; /* options, as select masks */
+} FA_NAME(adam_coef);
+
+FA_ALWAYS_INLINE FA_NAME(adam_coef) FA_NAME(adam_coef_load)(const double *k)
+{
+    const FA_NAME(adam_coef) c = {
+        .w1 = (FA_T)(1.0 - k[FA_ADAM_BETA1]),
+        .beta2 = (FA_T)k[FA_ADAM_BETA2],
+        .w2 = (FA_T)(1.0 - k[FA_ADAM_BETA2]),
+        .eps = (FA_T)k[FA_ADAM_EPS],
+        .step_size = (FA_T)k[FA_ADAM_STEP_SIZE],
+        .bc2_sqrt = (FA_T)k[FA_ADAM_BIAS_CORRECTION2_SQRT],
+        .weight_decay = (FA_T)k[FA_ADAM_WEIGHT_DECAY],
+        .param_scale = (FA_T)k[FA_ADAM_PARAM_SCALE],
+        .small = -(FA_UINT)(1.0 - k[FA_ADAM_BETA1] < 0.5),
+        .l2 = -(FA_UINT)((FA_T)k[FA_ADAM_WEIGHT_DECAY] != 0),
+        .decoupled = -(FA_UINT)(k[FA_ADAM_PARAM_SCALE] != 1.0),
+        .maximize = -(FA_UINT)(k[FA_ADAM_MAXIMIZE] != 0.0),
+    };
+    return c;
+}
+
+/* One element: p and s = {m, v, vmax} in and out, g the gradient; amsgrad uses s[2]. */
+FA_ALWAYS_INLINE void FA_NAME(adam_element)(const FA_NAME(adam_coef) *c, FA_T *p, FA_T grad,
+                                            FA_T *s, const int amsgrad)
+{
+    const FA_T pi = FA_NAME(select)(c->decoupled, *p * c->param_scale, *p);
+    const FA_T g = FA_NAME(select)(c->maximize, -grad, grad);
+    const FA_T gi = FA_NAME(select)(c->l2, g + c->weight_decay * *p, g);
+    const FA_T mi = FA_NAME(lerp_select)(s[0], gi, c->w1, c->small);
+    const FA_T vi = s[1] * c->beta2 + c->w2 * gi * gi;
+    FA_T denom_v = vi;
+    if (amsgrad) {
+        denom_v = s[2] < vi ? vi : s[2];
+        s[2] = denom_v;
+    }
+    const FA_T denom = FA_SQRT(denom_v) / c->bc2_sqrt + c->eps;
+    s[0] = mi;
+    s[1] = vi;
+    *p = pi - c->step_size * mi / denom;
+}
+
 FA_ALWAYS_INLINE void FA_NAME(adam_loop)(size_t n, void *const *buf, const double *k,
                                                 const int amsgrad)
 {
@@ -35,32 +104,17 @@ FA_ALWAYS_INLINE void FA_NAME(adam_loop)(size_t n, void *const *buf, const doubl
     FA_T *FA_RESTRICT m = buf[2];
     FA_T *FA_RESTRICT v = buf[3];
     FA_T *FA_RESTRICT vmax = buf[4];
-    const FA_T w1 = (FA_T)(1.0 - k[FA_ADAM_BETA1]);
-    const int small = 1.0 - k[FA_ADAM_BETA1] < 0.5;
-    const FA_T beta2 = (FA_T)k[FA_ADAM_BETA2];
-    const FA_T w2 = (FA_T)(1.0 - k[FA_ADAM_BETA2]);
-    const FA_T eps = (FA_T)k[FA_ADAM_EPS];
-    const FA_T step_size = (FA_T)k[FA_ADAM_STEP_SIZE];
-    const FA_T bc2_sqrt = (FA_T)k[FA_ADAM_BIAS_CORRECTION2_SQRT];
-    const FA_T weight_decay = (FA_T)k[FA_ADAM_WEIGHT_DECAY];
-    const FA_T param_scale = (FA_T)k[FA_ADAM_PARAM_SCALE];
-    const int decoupled = k[FA_ADAM_PARAM_SCALE] != 1.0;
-    const int maximize = k[FA_ADAM_MAXIMIZE] != 0.0;
+    const FA_NAME(adam_coef) c = FA_NAME(adam_coef_load)(k);
 
     for (size_t i = 0; i < n; i++) {
-        const FA_T pi = decoupled ? p[i] * param_scale : p[i];
-        const FA_T gi = FA_L2(FA_GRAD(i), p[i]);
-        const FA_T mi = FA_NAME(lerp)(m[i], gi, w1, small);
-        const FA_T vi = v[i] * beta2 + w2 * gi * gi;
-        FA_T denom_v = vi;
-        if (amsgrad) {
-            denom_v = vmax[i] < vi ? vi : vmax[i];
-            vmax[i] = denom_v;
-        }
-        const FA_T denom = FA_SQRT(denom_v) / bc2_sqrt + eps;
-        m[i] = mi;
-        v[i] = vi;
-        p[i] = pi - step_size * mi / denom;
+        FA_T pi = p[i];
+        FA_T s[3] = {m[i], v[i], amsgrad ? vmax[i] : 0};
+        FA_NAME(adam_element)(&c, &pi, g[i], s, amsgrad);
+        m[i] = s[0];
+        v[i] = s[1];
+        if (amsgrad)
+            vmax[i] = s[2];
+        p[i] = pi;
     }
 }
 

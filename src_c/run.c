@@ -2,8 +2,9 @@
  * fa_run: split the elements of all tensors of one call evenly over the
  * threads. Each thread takes one contiguous range of the concatenated
  * elements, so a call with many small tensors is still one parallel region.
- * Since each element's result depends only on that element's inputs, the
- * split never changes the bits.
+ * Since each element's result depends only on that element's inputs (and, with
+ * 8-bit state, on its block, which a split never cuts), the split never changes
+ * the bits.
  */
 #include <stdint.h>
 
@@ -27,7 +28,24 @@ static const size_t fa_itemsize[FA_NUM_DTYPES] = {sizeof(float), sizeof(double)}
 /* Work on elements [begin, begin + n) of one tensor; ctx is the caller's. */
 typedef void (*fa_slice_fn)(const fa_tensor *t, size_t begin, size_t n, void *ctx);
 
-/* Call fn on the slices of elements [lo, hi) of the tensors laid end to end. */
+/* Slices of a tensor begin on multiples of this many elements: a block of 8-bit state. */
+static size_t grain(const fa_tensor *t)
+{
+    return t->format != NULL && t->format->state == FA_STORE_Q8 ? t->format->block : 1;
+}
+
+/* i rounded up to a multiple of g, at most n. */
+static size_t snap(size_t i, size_t g, size_t n)
+{
+    i = (i + g - 1) / g * g;
+    return i < n ? i : n;
+}
+
+/*
+ * Call fn on the slices of elements [lo, hi) of the tensors laid end to end.
+ * Both ends of a slice are snapped up to the tensor's grain, so the ranges of
+ * consecutive threads still meet.
+ */
 static void for_each_slice(fa_slice_fn fn, void *ctx, const fa_tensor *t, size_t nt, size_t lo,
                            size_t hi)
 {
@@ -35,10 +53,10 @@ static void for_each_slice(fa_slice_fn fn, void *ctx, const fa_tensor *t, size_t
 
     for (size_t i = 0; i < nt && start < hi; start += t[i].n, i++) {
         const size_t end = start + t[i].n;
-        const size_t b = lo > start ? lo : start;
-        const size_t e = hi < end ? hi : end;
+        const size_t b = snap((lo > start ? lo : start) - start, grain(&t[i]), t[i].n);
+        const size_t e = snap((hi < end ? hi : end) - start, grain(&t[i]), t[i].n);
         if (b < e)
-            fn(&t[i], b - start, e - b, ctx);
+            fn(&t[i], b, e - b, ctx);
     }
 }
 
@@ -81,8 +99,36 @@ static void update_part(fa_kernel kernel, const fa_tensor *t, size_t begin, size
 }
 
 struct update {
-    fa_kernel const *kernel; /* per dtype */
+    fa_kernel const *kernel;                /* per dtype */
+    const fa_compressed_table *compressed; /* per storage */
 };
+
+/* The elements of a slice before its param's first 64-byte boundary. */
+static size_t head(const fa_tensor *t, size_t begin, size_t n, size_t itemsize)
+{
+    const uintptr_t start = (uintptr_t)t->buf[0] + begin * itemsize;
+    const size_t h = (FA_ALIGN - start % FA_ALIGN) % FA_ALIGN / itemsize;
+
+    return h < n ? h : n;
+}
+
+/*
+ * Update elements [begin, begin + n) of a compressed tensor. Its kernel knows
+ * where the slice starts in the tensor (stochastic rounding hashes element
+ * indices, 8-bit state works in whole blocks), so the param's alignment can be
+ * peeled as for plain tensors except with 8-bit state.
+ */
+static void update_compressed(const fa_compressed_table *table, const fa_tensor *t, size_t begin,
+                              size_t n)
+{
+    const fa_format *f = t->format;
+    const fa_compressed_kernel kernel = (*table)[f->param][f->grad][f->state];
+    const size_t h = f->state == FA_STORE_Q8 ? 0 : head(t, begin, n, f->param == FA_STORE_BF16 ? 2 : 4);
+
+    if (h > 0)
+        kernel(t, begin, h);
+    kernel(t, begin + h, n - h);
+}
 
 /*
  * Update elements [begin, begin + n) of one tensor. The elements before the
@@ -93,21 +139,23 @@ struct update {
  */
 static void update_slice(const fa_tensor *t, size_t begin, size_t n, void *ctx)
 {
-    const fa_kernel kernel = ((const struct update *)ctx)->kernel[t->dtype];
-    const size_t itemsize = fa_itemsize[t->dtype];
-    const uintptr_t start = (uintptr_t)t->buf[0] + begin * itemsize;
-    size_t head = (FA_ALIGN - start % FA_ALIGN) % FA_ALIGN / itemsize;
+    const struct update *u = ctx;
 
-    if (head > n)
-        head = n;
-    if (head > 0)
-        update_part(kernel, t, begin, head);
-    update_part(kernel, t, begin + head, n - head);
+    if (t->format != NULL) {
+        update_compressed(u->compressed, t, begin, n);
+        return;
+    }
+    const fa_kernel kernel = u->kernel[t->dtype];
+    const size_t h = head(t, begin, n, fa_itemsize[t->dtype]);
+
+    if (h > 0)
+        update_part(kernel, t, begin, h);
+    update_part(kernel, t, begin + h, n - h);
 }
 
 void fa_run(fa_algo algo, const fa_tensor *tensors, size_t ntensors)
 {
-    struct update ctx = {fa_kernels[algo]};
+    struct update ctx = {fa_kernels[algo], fa_compressed_kernels[algo]};
 
     parallel_for(update_slice, &ctx, tensors, ntensors);
 }
@@ -120,9 +168,20 @@ struct search {
 static void search_slice(const fa_tensor *t, size_t begin, size_t n, void *ctx)
 {
     struct search *s = ctx;
-    const char *values = (const char *)t->buf[s->buf] + begin * fa_itemsize[t->dtype];
+    const fa_format *f = t->format;
+    const fa_store store = f == NULL ? FA_STORE_F32
+                           : s->buf == 0 ? f->param
+                           : s->buf == 1 ? f->grad
+                                         : f->state;
+    const fa_search_kernel kernel =
+        store == FA_STORE_BF16 ? fa_any_nonfinite_bf16 : fa_any_nonfinite_kernels[t->dtype];
+    const size_t itemsize = store == FA_STORE_BF16 ? 2 : fa_itemsize[t->dtype];
 
-    if (fa_any_nonfinite_kernels[t->dtype](n, values)) {
+    if (store == FA_STORE_Q8) /* codes are always finite (a NaN absmax is not searched) */
+        return;
+    const char *values = (const char *)t->buf[s->buf] + begin * itemsize;
+
+    if (kernel(n, values)) {
 #ifdef _OPENMP
 #pragma omp atomic write
 #endif

@@ -1,0 +1,190 @@
+"""Compressed state and low-precision params: the code maps and the format policy.
+
+Formats (per param; see the README section "Compressed state"):
+
+- ``"float32"`` state: 4 bytes per element and state buffer.
+- ``"bfloat16"`` state: the top half of a float32, 2 bytes (``ml_dtypes.bfloat16``).
+- ``"int8"`` state: block-wise dynamic quantization (Dettmers et al., "8-bit
+  Optimizers via Block-wise Quantization", arXiv:2110.02861): per block of
+  ``block_size`` elements one float32 absmax, per element one byte, a code of the
+  dynamic tree map: value = map[code] * absmax. ``exp_avg`` uses the signed map,
+  ``exp_avg_sq`` the unsigned one.
+
+The maps are built here once, with NumPy, and handed to the kernels with a
+search table that finds the nearest code of any float exactly (proven by the
+tests against a brute-force search over all 256 codes).
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import ml_dtypes
+import numpy as np
+
+from . import _ext
+
+__all__ = ["BFLOAT16", "dynamic_map", "search_table"]
+
+BFLOAT16 = np.dtype(ml_dtypes.bfloat16)
+
+STATE_DTYPES = ("float32", "bfloat16", "int8")
+ROUNDINGS = ("nearest", "stochastic")
+STATE_STORAGE = {"float32": np.dtype(np.float32), "bfloat16": BFLOAT16, "int8": np.dtype(np.uint8)}
+
+
+# ------------------------------------------------------------------ code maps
+
+
+def dynamic_map(signed: bool) -> np.ndarray:
+    """The 256 values of the dynamic tree map, ascending, as float32.
+
+    Decade ``10**(i - 6)`` for ``i = 0..6`` holds the midpoints of
+    ``count + 1`` equally spaced points from 0.1 to 1, times the decade, where
+    ``count = 2**i`` (signed: each also negated) or ``2**(i + 1)`` (unsigned);
+    then 0 and 1. Signed: 127 negative values, 0, 127 positive values and 1;
+    unsigned: 0, 254 positive values and 1.
+
+    >>> m = dynamic_map(signed=False)
+    >>> m[0], m[1], m[-2], m[-1]
+    (0.0, 3.25e-07, 0.9964844, 1.0)
+    """
+    values = [0.0, 1.0]
+    for i in range(7):
+        count = 2**i if signed else 2 ** (i + 1)
+        edges = np.linspace(0.1, 1.0, count + 1)
+        means = (edges[:-1] + edges[1:]) / 2 * 10.0 ** (i - 6)
+        values += [*means, *(-means if signed else [])]
+    result = np.sort(np.array(values, np.float64).astype(np.float32))
+    assert np.unique(result).size == 256
+    return result
+
+
+def search_table(values: np.ndarray) -> tuple[np.ndarray, int, int]:
+    """The table with which the kernels find the nearest code of a magnitude.
+
+    Returns ``(buckets, first_bucket, zero)``: ``zero`` is the code of 0.0; the
+    magnitudes ``values[zero:]`` have ranks 0, 1, ...; the midpoint between ranks
+    k and k+1 (exact in float64) is represented by the largest float32 ``t_k`` not
+    above it, so for a float32 ``x``, ``x > t_k`` exactly when ``x`` is past the
+    midpoint (ties go to the smaller magnitude). A float32 magnitude ``a`` lies in
+    bucket ``(bits(a) >> 15) - first_bucket`` (clamped to the table), where the
+    rank is ``(entry & 0xffff) + ((bits(a) & 0x7fff) > entry >> 16)``: the entry
+    counts the midpoints below the bucket and holds the low 15 bits of the one
+    inside it (0xffff: none). Bucket 0 lies below every midpoint, the last bucket
+    (that of 1.0) above every one. Raises if a bucket would hold two midpoints.
+    """
+    zero = int(np.flatnonzero(values == 0)[0])
+    magnitudes = values[zero:].astype(np.float64)
+    middle = (magnitudes[:-1] + magnitudes[1:]) / 2
+    below = middle.astype(np.float32)
+    below = np.where(below > middle, np.nextafter(below, np.float32(0)), below)
+    bits = below.view(np.uint32)
+    first = int(bits[0] >> 15) - 1
+    last = int(np.float32(1.0).view(np.uint32) >> 15)
+    bucket_of = (bits >> 15).astype(np.int64) - first
+    if np.any(np.diff(bucket_of) == 0) or bucket_of[-1] >= last - first:
+        raise ValueError("two midpoints share a bucket; the search table needs finer buckets")
+    counts = np.searchsorted(bucket_of, np.arange(last - first + 1), side="left")
+    table = counts.astype(np.uint32) | np.uint32(0xFFFF << 16)
+    table[bucket_of] = counts[bucket_of].astype(np.uint32) | ((bits & 0x7FFF) << 16)
+    return table, first, zero
+
+
+SIGNED_MAP = dynamic_map(signed=True)
+UNSIGNED_MAP = dynamic_map(signed=False)
+for _number, _values in enumerate((SIGNED_MAP, UNSIGNED_MAP)):
+    _ext.set_code_map(_number, _values, *search_table(_values))
+
+
+# ------------------------------------------------------------- option checks
+
+
+def state_dtype(value: object) -> str | None:
+    """None (state in the param's precision) or one of STATE_DTYPES."""
+    if value is not None and value not in STATE_DTYPES:
+        raise ValueError(f"Invalid state_dtype: {value!r} (expected None or one of {STATE_DTYPES})")
+    return value  # type: ignore[return-value]
+
+
+def rounding(value: object) -> str | None:
+    """None (the format's default) or one of ROUNDINGS."""
+    if value is not None and value not in ROUNDINGS:
+        raise ValueError(f"Invalid rounding: {value!r} (expected None or one of {ROUNDINGS})")
+    return value  # type: ignore[return-value]
+
+
+def _integer(name: str, value: object) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+    return int(value)
+
+
+def block_size(value: object) -> int:
+    """A power of two from 64 to 2048: elements per absmax of 8-bit state."""
+    n = _integer("block_size", value)
+    if not 64 <= n <= 2048 or n & (n - 1):
+        raise ValueError(f"Invalid block_size: {n} (a power of two from 64 to 2048)")
+    return n
+
+
+def min_8bit_size(value: object) -> int:
+    """Params with fewer elements keep float32 state under state_dtype="int8"."""
+    n = _integer("min_8bit_size", value)
+    if n < 0:
+        raise ValueError(f"Invalid min_8bit_size: {n}")
+    return n
+
+
+def seed(value: object) -> int:
+    """The seed of stochastic rounding: an integer in [0, 2**32)."""
+    n = _integer("seed", value)
+    if not 0 <= n < 2**32:
+        raise ValueError(f"Invalid seed: {n} (an integer in [0, 2**32))")
+    return n
+
+
+# ---------------------------------------------------------------- the policy
+
+
+def state_storage(param: np.ndarray, state: str | None, min_8bit: int) -> np.dtype:
+    """The dtype of a param's state buffers (uint8: 8-bit codes with absmax).
+
+    None keeps the param's precision (float32 for bfloat16 params); "int8"
+    falls back to float32 for params of fewer than ``min_8bit`` elements.
+    """
+    if state is None:
+        return np.dtype(np.float32) if param.dtype == BFLOAT16 else param.dtype
+    if param.dtype == np.float64:
+        raise TypeError(
+            f"state_dtype={state!r} needs float32 or bfloat16 params, got a float64 param; "
+            "leave state_dtype=None for float64 state"
+        )
+    if state == "int8" and param.size < min_8bit:
+        return np.dtype(np.float32)
+    return STATE_STORAGE[state]
+
+
+def stochastic(mode: str | None, param: np.dtype | None, state: np.dtype | None) -> bool:
+    """Whether to round stochastically; the default (None) is to do so wherever
+    round-to-nearest stalls: bfloat16 state (at beta2 = 0.999, v cannot decay by
+    0.1 % per step with 8 bits of mantissa), 8-bit state (after the gradients
+    shrink, codes stick while absmax decays; tests/test_lowp_accuracy.py) and
+    bfloat16 params (updates below half a unit in the last place are lost)."""
+    if mode is None:
+        return param == BFLOAT16 or state in (BFLOAT16, np.dtype(np.uint8))
+    return mode == "stochastic"
+
+
+def spec(
+    mode: object, block: object, seed_: object, param: np.dtype | None, state: np.dtype | None
+) -> tuple[bool, int, int]:
+    """The kernels' format options (stochastic, block_size, seed), checked."""
+    if mode is None and type(block) is int and block == 256 and type(seed_) is int and seed_ == 0:
+        return (stochastic(None, param, state), 256, 0)  # the defaults, without the checks
+    return (stochastic(rounding(mode), param, state), block_size(block), seed(seed_))
+
+
+def blocks(n: int, block: int) -> int:
+    """The number of absmax values of an 8-bit state buffer of n elements."""
+    return -(-n // block)

@@ -1,0 +1,256 @@
+/*
+ * The compressed-format kernels of one algorithm, written once for every
+ * storage of param, grad and state. kernels.c includes this file once per
+ * algorithm with:
+ *
+ *   FA_ALGO                          the algorithm's name (adam)
+ *   FA_COEF, FA_COEF_LOAD(k)         its coefficients in float, and their loader
+ *   FA_ELEMENT(c, p, g, s, on)       its update of one element in float: param *p,
+ *                                    gradient g, state s[j] for the bits j of on
+ *   FA_SIGNED                        bitmask of the state buffers that can be
+ *                                    negative (8-bit: signed map, else unsigned)
+ *
+ * One pass over memory. Per block of the slice, 8-bit state is dequantised into
+ * float arrays on the stack; every element is loaded, updated in float and
+ * stored (bfloat16 and float32 state directly); then 8-bit state is quantised
+ * with the block's new absmax. The param is updated from the float moments.
+ *
+ * Rounding randoms: element i (its index in the tensor) draws
+ * r0 = fa_hash32(key0 + i) and r1 = fa_hash32(key1 + i); state 0 rounds with the
+ * low 16 bits of r0, state 1 with its high 16 bits, state 2 with the low 16 bits
+ * of r1 and a bfloat16 param with its high 16 bits.
+ *
+ * Each loop is an always-inline function with restrict pointers, so that the
+ * compiler sees independent arrays and vectorises it.
+ */
+
+#define FA_CAT2(a, b) a##b
+#define FA_CAT(a, b) FA_CAT2(a, b)
+#define FA_FN(name) FA_CAT(FA_CAT(fa_, FA_ALGO), _##name)
+
+/* A buffer as the pointer pair (float32, bfloat16) of FA_LOAD and FA_STORE: one is NULL. */
+#define FA_PICK(store, ptr) \
+    (store) == FA_STORE_BF16 ? NULL : (ptr), (store) == FA_STORE_BF16 ? (ptr) : NULL
+
+/* A float32 or bfloat16 buffer: one of the two pointers is used, by its storage. */
+#define FA_LOAD(store, f32, b16, i) ((store) == FA_STORE_BF16 ? fa_bf16_load((b16)[i]) : (f32)[i])
+
+/* 16 random bits for stream s (0..3: the state buffers, then the param) of element index. */
+FA_ALWAYS_INLINE uint32_t FA_FN(random16)(uint32_t key0, uint32_t key1, int s, uint32_t index)
+{
+    const uint32_t r = fa_hash32((s < 2 ? key0 : key1) + index);
+    return s & 1 ? r >> 16 : r & 0xffffU;
+}
+
+/* Store x at i, as float32 or rounded to bfloat16 with the random bits of stream s. */
+#define FA_STORE(store, f32, b16, i, x, s)                                                      \
+    do {                                                                                        \
+        if ((store) == FA_STORE_BF16)                                                           \
+            (b16)[i] = fa_bf16_round(x, stochastic, FA_FN(random16)(key0, key1, s, index));       \
+        else                                                                                    \
+            (f32)[i] = (x);                                                                     \
+    } while (0)
+
+/*
+ * The update of len elements: param p and grad g as P and G store them, state
+ * in float32 or bfloat16 as S stores it (8-bit state comes dequantised, S = F32,
+ * and amax then receives the bits of its largest magnitudes: a NaN is largest).
+ */
+FA_ALWAYS_INLINE void FA_FN(update)(const FA_COEF *c, size_t len, uint32_t index, uint32_t key0,
+                                    uint32_t key1, float *FA_RESTRICT p32,
+                                    uint16_t *FA_RESTRICT p16, const float *FA_RESTRICT g32,
+                                    const uint16_t *FA_RESTRICT g16, float *FA_RESTRICT m32,
+                                    uint16_t *FA_RESTRICT m16, float *FA_RESTRICT v32,
+                                    uint16_t *FA_RESTRICT v16, float *FA_RESTRICT x32,
+                                    uint16_t *FA_RESTRICT x16, uint16_t *FA_RESTRICT copy,
+                                    uint32_t *amax, const fa_store P, const fa_store G,
+                                    const fa_store S, const int stochastic, const unsigned on,
+                                    const int with_copy, const int track)
+{
+    uint32_t a0 = 0, a1 = 0, a2 = 0;
+
+    for (size_t i = 0; i < len; i++, index++) {
+        float pi = FA_LOAD(P, p32, p16, i);
+        float s[FA_MAX_STATE] = {FA_LOAD(S, m32, m16, i), FA_LOAD(S, v32, v16, i),
+                                 on & 4 ? FA_LOAD(S, x32, x16, i) : 0.0f};
+        FA_ELEMENT(c, &pi, FA_LOAD(G, g32, g16, i), s, on);
+        FA_STORE(P, p32, p16, i, pi, 3);
+        if (with_copy)
+            copy[i] = fa_bf16_round(pi, 0, 0);
+        FA_STORE(S, m32, m16, i, s[0], 0);
+        FA_STORE(S, v32, v16, i, s[1], 1);
+        if (on & 4)
+            FA_STORE(S, x32, x16, i, s[2], 2);
+        if (track) {
+            const uint32_t b0 = fa_bits(s[0]) & 0x7fffffffU, b1 = fa_bits(s[1]) & 0x7fffffffU;
+            const uint32_t b2 = fa_bits(s[2]) & 0x7fffffffU;
+            a0 = a0 < b0 ? b0 : a0;
+            a1 = a1 < b1 ? b1 : a1;
+            a2 = a2 < b2 ? b2 : a2;
+        }
+    }
+    if (track) {
+        amax[0] = a0;
+        amax[1] = a1;
+        amax[2] = a2;
+    }
+}
+
+/* out = value[code] * absmax */
+FA_ALWAYS_INLINE void FA_FN(dequantise)(size_t len, const uint8_t *FA_RESTRICT codes,
+                                        const float *FA_RESTRICT value, float absmax,
+                                        float *FA_RESTRICT out)
+{
+    for (size_t i = 0; i < len; i++)
+        out[i] = value[(int32_t)codes[i]] * absmax;
+}
+
+/* code = the code of x * scale under a map (nearest or stochastic, with stream s's random bits). */
+FA_ALWAYS_INLINE void FA_FN(quantise_loop)(size_t len, const float *FA_RESTRICT x, float scale,
+                                           const uint32_t *FA_RESTRICT bucket,
+                                           const float *FA_RESTRICT value, uint32_t first,
+                                           uint32_t nbuckets, uint32_t zero,
+                                           uint8_t *FA_RESTRICT codes, const int stochastic,
+                                           uint32_t key0, uint32_t key1, int s, uint32_t index)
+{
+    for (size_t i = 0; i < len; i++, index++)
+        codes[i] = (uint8_t)fa_q8_code(bucket, value, first, nbuckets, zero, x[i] * scale,
+                                       stochastic, FA_FN(random16)(key0, key1, s, index));
+}
+
+/*
+ * The loop above as a kernel of its own, called once per block: the restrict
+ * parameters of a function that is not inlined tell the compiler that the table
+ * lookups (vector gathers) and the stores are independent.
+ */
+FA_KERNEL void FA_FN(quantise)(size_t len, const float *FA_RESTRICT x, float scale,
+                               const uint32_t *FA_RESTRICT bucket, const float *FA_RESTRICT value,
+                               uint32_t first, uint32_t nbuckets, uint32_t zero,
+                               uint8_t *FA_RESTRICT codes, int stochastic, uint32_t key0,
+                               uint32_t key1, int s, uint32_t index)
+{
+    if (stochastic)
+        FA_FN(quantise_loop)(len, x, scale, bucket, value, first, nbuckets, zero, codes, 1, key0,
+                             key1, s, index);
+    else
+        FA_FN(quantise_loop)(len, x, scale, bucket, value, first, nbuckets, zero, codes, 0, key0,
+                             key1, s, index);
+}
+
+/*
+ * Quantise len elements of state j from its float values: the new absmax is the
+ * largest magnitude (bits amax); below FLT_MIN the block is stored as zeros,
+ * so that 1/absmax stays finite; a NaN absmax stays NaN and spoils the block.
+ */
+FA_ALWAYS_INLINE void FA_FN(store_block)(const fa_tensor *t, int j, size_t at, size_t len,
+                                         const float *FA_RESTRICT x, uint32_t amax,
+                                         const int stochastic, uint32_t key0, uint32_t key1)
+{
+    const fa_format *f = t->format;
+    const fa_qmap *q = f->qmap[!(FA_SIGNED >> j & 1)];
+    const float a = fa_float(amax);
+    const int normal = a >= FLT_MIN;
+
+    t->absmax[j][at / f->block] = normal || a != a ? a : 0.0f;
+    FA_FN(quantise)(len, x, normal ? 1.0f / a : 0.0f, q->bucket, q->value, q->first_bucket,
+                    q->nbuckets, q->zero, (uint8_t *)t->buf[2 + j] + at, stochastic, key0, key1,
+                    j, (uint32_t)at);
+}
+
+FA_ALWAYS_INLINE void FA_FN(compressed)(const fa_tensor *t, size_t begin, size_t n,
+                                        const fa_store P, const fa_store G, const fa_store S,
+                                        const int stochastic, const unsigned on,
+                                        const int with_copy)
+{
+    const FA_COEF c = FA_COEF_LOAD(t->coef);
+    const uint32_t key0 = fa_hash32(t->key), key1 = fa_hash32(t->key ^ 0x9e3779b9U);
+    const fa_format *f = t->format;
+    const size_t chunk = S == FA_STORE_Q8 ? f->block : n;
+    float deq[FA_MAX_STATE][FA_MAX_BLOCK]; /* 8-bit state of one block, in float */
+
+    for (size_t at = begin; at < begin + n; at += chunk) {
+        const size_t len = begin + n - at < chunk ? begin + n - at : chunk;
+        void *p = (char *)t->buf[0] + at * (P == FA_STORE_BF16 ? 2 : 4);
+        void *g = (char *)t->buf[1] + at * (G == FA_STORE_BF16 ? 2 : 4);
+        void *s[FA_MAX_STATE];
+        uint32_t amax[FA_MAX_STATE];
+
+        for (int j = 0; j < FA_MAX_STATE; j++) {
+            const size_t itemsize = S == FA_STORE_BF16 ? 2 : 4;
+            s[j] = t->buf[2 + j] == NULL ? NULL : (char *)t->buf[2 + j] + at * itemsize;
+            if (S == FA_STORE_Q8 && (on >> j & 1)) {
+                FA_FN(dequantise)(len, (const uint8_t *)t->buf[2 + j] + at,
+                                  f->qmap[!(FA_SIGNED >> j & 1)]->value,
+                                  t->absmax[j][at / f->block], deq[j]);
+                s[j] = deq[j];
+            }
+        }
+        const fa_store SF = S == FA_STORE_Q8 ? FA_STORE_F32 : S; /* 8-bit: dequantised */
+        FA_FN(update)(&c, len, (uint32_t)at, key0, key1, FA_PICK(P, p), FA_PICK(G, g),
+                      FA_PICK(SF, s[0]), FA_PICK(SF, s[1]), FA_PICK(SF, s[2]),
+                      with_copy ? t->param_copy + at : NULL, amax, P, G, SF, stochastic, on,
+                      with_copy, S == FA_STORE_Q8);
+        if (S == FA_STORE_Q8)
+            for (int j = 0; j < FA_MAX_STATE; j++)
+                if (on >> j & 1)
+                    FA_FN(store_block)(t, j, at, len, deq[j], amax[j], stochastic, key0, key1);
+    }
+}
+
+/* The entry point for one storage of param, grad and state: runtime options become constants. */
+#define FA_COMPRESSED_KERNEL(p, g, s)                                                          \
+    FA_KERNEL void FA_FN(compressed_##p##_##g##_##s)(const fa_tensor *t, size_t begin,       \
+                                                       size_t n)                             \
+    {                                                                                        \
+        const int stochastic = t->format->stochastic, amsgrad = t->buf[4] != NULL;           \
+        const int copy = FA_STORE_##p == FA_STORE_F32 && t->param_copy != NULL;              \
+        const unsigned on = amsgrad ? 7 : 3;                                                 \
+        if (copy && stochastic)                                                              \
+            FA_CALL(p, g, s, 1, 1);                                                          \
+        else if (copy)                                                                       \
+            FA_CALL(p, g, s, 0, 1);                                                          \
+        else if (stochastic)                                                                 \
+            FA_CALL(p, g, s, 1, 0);                                                          \
+        else                                                                                 \
+            FA_CALL(p, g, s, 0, 0);                                                          \
+    }
+
+/* A call with constant storage and flags, amsgrad (on = 7) or not (on = 3). */
+#define FA_CALL(p, g, s, stochastic, copy)                                                      \
+    do {                                                                                        \
+        if (on == 7)                                                                            \
+            FA_FN(compressed)(t, begin, n, FA_STORE_##p, FA_STORE_##g, FA_STORE_##s, stochastic, \
+                              7, copy);                                                         \
+        else                                                                                    \
+            FA_FN(compressed)(t, begin, n, FA_STORE_##p, FA_STORE_##g, FA_STORE_##s, stochastic, \
+                              3, copy);                                                         \
+    } while (0)
+
+#define FA_COMPRESSED_STATES(p, g) \
+    FA_COMPRESSED_KERNEL(p, g, F32) FA_COMPRESSED_KERNEL(p, g, BF16) FA_COMPRESSED_KERNEL(p, g, Q8)
+
+FA_COMPRESSED_STATES(F32, F32)
+FA_COMPRESSED_STATES(F32, BF16)
+FA_COMPRESSED_STATES(BF16, F32)
+FA_COMPRESSED_STATES(BF16, BF16)
+
+#define FA_ROW(p, g)                                                                           \
+    {FA_FN(compressed_##p##_##g##_F32), FA_FN(compressed_##p##_##g##_BF16),                  \
+     FA_FN(compressed_##p##_##g##_Q8)}
+
+/* Indexed [param store][grad store][state store]. */
+static const fa_compressed_table FA_FN(compressed_table) = {
+    {FA_ROW(F32, F32), FA_ROW(F32, BF16)},
+    {FA_ROW(BF16, F32), FA_ROW(BF16, BF16)},
+};
+
+#undef FA_ROW
+#undef FA_COMPRESSED_STATES
+#undef FA_COMPRESSED_KERNEL
+#undef FA_CALL
+#undef FA_STORE
+#undef FA_LOAD
+#undef FA_PICK
+#undef FA_FN
+#undef FA_CAT
+#undef FA_CAT2
