@@ -104,7 +104,7 @@ extension = Extension(
 # of the functional API costs about half as much. They work uncompiled too.
 compiled_python = [
     Extension(f"fastadam.{name}", [f"fastadam/{name}.py"], extra_compile_args=["-O2", *sanitize])
-    for name in ("_validate", "_algorithms", "optimizers")
+    for name in ("_validate", "_algorithms", "_formats", "optimizers")
 ]
 
 setup(

@@ -172,8 +172,11 @@ def stochastic(mode: str | None, param: np.dtype | None, state: np.dtype | None)
     shrink, codes stick while absmax decays; tests/test_lowp_accuracy.py) and
     bfloat16 params (updates below half a unit in the last place are lost)."""
     if mode is None:
-        return param == BFLOAT16 or state in (BFLOAT16, np.dtype(np.uint8))
+        return param == BFLOAT16 or state in (BFLOAT16, _UINT8)
     return mode == "stochastic"
+
+
+_UINT8 = np.dtype(np.uint8)
 
 
 def spec(

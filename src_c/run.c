@@ -15,7 +15,7 @@
 #endif
 
 /* Below this many elements per thread, a parallel region costs more than it saves. */
-#define FA_MIN_PER_THREAD ((size_t)1 << 15)
+#define FA_MIN_PER_THREAD ((size_t)1 << 16)
 /* Range boundaries fall on multiples of this many elements (a 64-byte line of floats). */
 #define FA_GRAIN ((size_t)16)
 /* The vector loops start at a multiple of this many bytes of the param. */
