@@ -103,7 +103,12 @@ extension = Extension(
 # The per-call hyperparameter checks are plain Python modules; compiled, a call
 # of the functional API costs about half as much. They work uncompiled too.
 compiled_python = [
-    Extension(f"fastadam.{name}", [f"fastadam/{name}.py"], extra_compile_args=["-O2", *sanitize])
+    Extension(
+        f"fastadam.{name}",
+        [f"fastadam/{name}.py"],
+        extra_compile_args=["-O2", *sanitize],
+        extra_link_args=sanitize,
+    )
     for name in ("_validate", "_algorithms", "_formats", "optimizers")
 ]
 

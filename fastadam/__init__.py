@@ -11,6 +11,7 @@ C loop over contiguous float32/float64 buffers, in place, with the GIL released.
 
 from . import functional
 from ._config import get_num_threads, set_num_threads, show_config
+from .checkpoint import CheckpointError, load, save
 from .optimizers import SGD, Adagrad, Adam, Adamax, AdamW, Lion, Optimizer, RMSprop
 
 __version__ = "0.1.0"
@@ -21,12 +22,15 @@ __all__ = [
     "Adam",
     "AdamW",
     "Adamax",
+    "CheckpointError",
     "Lion",
     "Optimizer",
     "RMSprop",
     "__version__",
     "functional",
     "get_num_threads",
+    "load",
+    "save",
     "set_num_threads",
     "show_config",
 ]
