@@ -18,9 +18,16 @@ from __future__ import annotations
 
 import importlib
 import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
 from types import ModuleType
 
 import pytest
+
+import fastadam
 
 REQUIRE_TORCH_ENV = "FASTADAM_REQUIRE_TORCH"
 
@@ -45,3 +52,45 @@ def require_module(name: str, env_var: str) -> ModuleType:
 def torch() -> ModuleType:
     """The torch module; skips without torch, fails then if FASTADAM_REQUIRE_TORCH=1."""
     return require_module("torch", REQUIRE_TORCH_ENV)
+
+
+# The NumPy optimizer classes by algorithm name, as tests/twin.py names the algorithms.
+OPTIMIZER_CLASSES = {
+    "adam": fastadam.Adam,
+    "sgd": fastadam.SGD,
+    "rmsprop": fastadam.RMSprop,
+    "adagrad": fastadam.Adagrad,
+    "adamax": fastadam.Adamax,
+    "lion": fastadam.Lion,
+}
+
+
+def run_ranks(script: str, world_size: int, output: Path, timeout: float = 120) -> None:
+    """Run ``script RANK WORLD_SIZE PORT OUTPUT`` as ``world_size`` processes that meet
+    on a free port of 127.0.0.1, within ``timeout`` seconds for all; fail with their
+    output unless every one exits 0."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k != "PYTEST_ADDOPTS"}
+    ranks = [
+        subprocess.Popen(
+            [sys.executable, script, str(rank), str(world_size), str(port), str(output)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+        )
+        for rank in range(world_size)
+    ]
+    logs = []
+    deadline = time.monotonic() + timeout
+    try:
+        for process in ranks:
+            logs.append(process.communicate(timeout=max(1.0, deadline - time.monotonic()))[0])
+    finally:
+        for process in ranks:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    assert [process.returncode for process in ranks] == [0] * world_size, "\n".join(logs)

@@ -6,20 +6,14 @@ import sys
 import numpy as np
 import pytest
 import twin
+from conftest import OPTIMIZER_CLASSES
 
 import fastadam
 from fastadam import functional as F
 
 NAN, INF = math.nan, math.inf
 
-CLASSES = {
-    "adam": fastadam.Adam,
-    "sgd": fastadam.SGD,
-    "rmsprop": fastadam.RMSprop,
-    "adagrad": fastadam.Adagrad,
-    "adamax": fastadam.Adamax,
-    "lion": fastadam.Lion,
-}
+CLASSES = OPTIMIZER_CLASSES
 
 
 # ---------------------------------------------------------------------- helpers

@@ -11,18 +11,12 @@ import zlib
 import numpy as np
 import pytest
 import twin
+from conftest import OPTIMIZER_CLASSES
 
 import fastadam
 from fastadam import functional as F
 
-CLASSES = {
-    "adam": fastadam.Adam,
-    "sgd": fastadam.SGD,
-    "rmsprop": fastadam.RMSprop,
-    "adagrad": fastadam.Adagrad,
-    "adamax": fastadam.Adamax,
-    "lion": fastadam.Lion,
-}
+CLASSES = OPTIMIZER_CLASSES
 
 # torch.optim's defaults (torch 2.x), hard-coded; Lion's from Chen et al. 2023.
 TORCH_DEFAULTS = {

@@ -16,11 +16,11 @@ import math
 import numpy as np
 import pytest
 import twin
+from conftest import OPTIMIZER_CLASSES
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-import fastadam
 from fastadam import functional as F
 
 SETTINGS = settings(
@@ -354,14 +354,7 @@ def _class_setup(draw):
 def test_invalid_optimizer_step_modifies_nothing(setup, data, seed):
     """A step with one bad gradient changes no param, no state buffer and no step count."""
     name, hp, specs, history, bad = setup
-    cls = {
-        "adam": fastadam.Adam,
-        "sgd": fastadam.SGD,
-        "rmsprop": fastadam.RMSprop,
-        "adagrad": fastadam.Adagrad,
-        "adamax": fastadam.Adamax,
-        "lion": fastadam.Lion,
-    }[name]
+    cls = OPTIMIZER_CLASSES[name]
     rng = np.random.default_rng(seed)
     params = [np.asarray(rng.standard_normal(shape), dtype) for shape, dtype in specs]
     opt = cls(params, **hp)

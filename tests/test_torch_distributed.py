@@ -18,52 +18,16 @@ docstring); the tests compare what rank 0 saved with single-process runs here:
 
 from __future__ import annotations
 
-import os
 import re
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
+from conftest import run_ranks
 
 WORLD_SIZE = 2
 FSDP_CASES = ["fsdp-Adam", "fsdp-SGD"]
 CASES = [*FSDP_CASES, "zero-AdamW"]
-
-
-def run_ranks(script: str, world_size: int, output: Path, timeout: float = 120) -> None:
-    """Run ``script RANK WORLD_SIZE PORT OUTPUT`` as ``world_size`` processes that meet
-    on a free port of 127.0.0.1, within ``timeout`` seconds for all; fail with their
-    output unless every one exits 0."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if k != "PYTEST_ADDOPTS"}
-    ranks = [
-        subprocess.Popen(
-            [sys.executable, script, str(rank), str(world_size), str(port), str(output)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=env,
-        )
-        for rank in range(world_size)
-    ]
-    logs = []
-    deadline = time.monotonic() + timeout
-    try:
-        for process in ranks:
-            logs.append(process.communicate(timeout=max(1.0, deadline - time.monotonic()))[0])
-    finally:
-        for process in ranks:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-    assert [process.returncode for process in ranks] == [0] * world_size, "\n".join(logs)
 
 
 @pytest.fixture(scope="module")

@@ -17,10 +17,8 @@ import io
 import os
 import pickle
 import re
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import ModuleType
@@ -28,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import run_ranks
 from test_torch_parity import TORCH_INPUTS, _cases
 
 import fastadam
@@ -704,32 +703,8 @@ def test_zero_redundancy_optimizer_on_two_gloo_processes(
     half-batch gradients, matches single-process torch.optim.Adam training."""
     import torch_zero_worker as worker
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     output = tmp_path / "rank0.pt"
-    env = {k: v for k, v in os.environ.items() if k != "PYTEST_ADDOPTS"}
-    ranks = [
-        subprocess.Popen(
-            [sys.executable, worker.__file__, str(rank), "2", str(port), str(output)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=env,
-        )
-        for rank in range(2)
-    ]
-    logs = []
-    deadline = time.monotonic() + 120  # both ranks together; about 6 s is usual
-    try:
-        for process in ranks:
-            logs.append(process.communicate(timeout=max(1.0, deadline - time.monotonic()))[0])
-    finally:
-        for process in ranks:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-    assert [process.returncode for process in ranks] == [0, 0], "\n".join(logs)
+    run_ranks(worker.__file__, 2, output)
     result = torch.load(output, weights_only=True)
     assert all(result["moved"]), "ZeroRedundancyOptimizer did not re-point param.data"
     # Both ranks hold some of group 0; group 1 has one param, so one rank's is empty.
