@@ -27,8 +27,6 @@ from types import ModuleType
 
 import pytest
 
-import fastadam
-
 REQUIRE_TORCH_ENV = "FASTADAM_REQUIRE_TORCH"
 
 
@@ -52,17 +50,6 @@ def require_module(name: str, env_var: str) -> ModuleType:
 def torch() -> ModuleType:
     """The torch module; skips without torch, fails then if FASTADAM_REQUIRE_TORCH=1."""
     return require_module("torch", REQUIRE_TORCH_ENV)
-
-
-# The NumPy optimizer classes by algorithm name, as tests/twin.py names the algorithms.
-OPTIMIZER_CLASSES = {
-    "adam": fastadam.Adam,
-    "sgd": fastadam.SGD,
-    "rmsprop": fastadam.RMSprop,
-    "adagrad": fastadam.Adagrad,
-    "adamax": fastadam.Adamax,
-    "lion": fastadam.Lion,
-}
 
 
 def run_ranks(script: str, world_size: int, output: Path, timeout: float = 120) -> None:

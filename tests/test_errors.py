@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 import twin
-from conftest import OPTIMIZER_CLASSES
+from registry import OPTIMIZER_CLASSES
 
 import fastadam
 from fastadam import functional as F

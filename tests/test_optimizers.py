@@ -11,7 +11,7 @@ import zlib
 import numpy as np
 import pytest
 import twin
-from conftest import OPTIMIZER_CLASSES
+from registry import OPTIMIZER_CLASSES
 
 import fastadam
 from fastadam import functional as F

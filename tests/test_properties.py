@@ -16,10 +16,10 @@ import math
 import numpy as np
 import pytest
 import twin
-from conftest import OPTIMIZER_CLASSES
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from registry import OPTIMIZER_CLASSES
 
 from fastadam import functional as F
 
