@@ -16,7 +16,7 @@ MAX_STATE: int
 MAX_COEF: int
 ALL_BUFS: int
 
-Spec = tuple[bool, int, int]  # (stochastic, block_size, seed) of compressed buffers
+Spec = tuple[bool | None, int, int]  # (stochastic or None: default, block_size, seed)
 
 def set_code_map(
     number: int, values: np.ndarray, buckets: np.ndarray, first_bucket: int, zero: int

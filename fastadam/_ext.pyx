@@ -282,7 +282,9 @@ cdef int _fill_format(fa_tensor *t, fa_format *f, tuple names, tuple buffers, Py
             "needs one dtype, float32 or float64 (compressed formats are for Adam and AdamW)"
         )
     if spec is None:
-        raise ValueError("compressed buffers need a format: spec=(stochastic, block_size, seed)")
+        raise ValueError(
+            "compressed buffers need a format: spec=(stochastic or None, block_size, seed)"
+        )
     stochastic, block, seed = spec
     if block < 1 or block > _MAX_BLOCK or block & (block - 1):
         raise ValueError(f"block_size must be a power of two up to {_MAX_BLOCK}, got {block}")
@@ -291,7 +293,12 @@ cdef int _fill_format(fa_tensor *t, fa_format *f, tuple names, tuple buffers, Py
     f.state = FA_STORE_F32 if first_state < 0 else <fa_store>_store(
         cnp.PyArray_TYPE(buffers[first_state])
     )
-    f.stochastic = bool(stochastic)
+    # Rounding None: stochastic into bfloat16 params and compressed state, where
+    # round-to-nearest stalls (the reasons are in fastadam/_formats.py, DEFAULT_SPEC).
+    if stochastic is None:
+        f.stochastic = f.param == FA_STORE_BF16 or f.state != FA_STORE_F32
+    else:
+        f.stochastic = bool(stochastic)
     f.block = block
     f.qmap[0] = &_maps[0]
     f.qmap[1] = &_maps[1]
@@ -449,8 +456,8 @@ def run1(int algo, tuple names, tuple buffers, tuple coef, object spec=None, uin
     """Check the buffers of one tensor and update them in one fused pass.
 
     names label the buffers in error messages; a None buffer is absent.
-    Compressed buffers need ``spec = (stochastic, block_size, seed)``; ``step``
-    (with the seed) keys stochastic rounding.
+    Compressed buffers need ``spec = (stochastic, block_size, seed)``, stochastic
+    None for the default rounding; ``step`` (with the seed) keys stochastic rounding.
     """
     cdef fa_tensor t
     cdef fa_format f
@@ -532,8 +539,9 @@ cdef class Batch:
             uint64_t step=0):
         """Check the buffers of the param numbered ``index`` and queue them.
 
-        Compressed buffers need ``spec = (stochastic, block_size, seed)``; ``step``
-        is the param's step count, which keys stochastic rounding.
+        Compressed buffers need ``spec = (stochastic, block_size, seed)``, stochastic
+        None for the default rounding; ``step`` is the param's step count, which keys
+        stochastic rounding.
         """
         if coef_id >= self.ncoefs:
             raise ValueError(f"unknown coefficient set {coef_id}")

@@ -165,27 +165,23 @@ def state_storage(param: np.ndarray, state: str | None, min_8bit: int) -> np.dty
     return STATE_STORAGE[state]
 
 
-def stochastic(mode: str | None, param: np.dtype | None, state: np.dtype | None) -> bool:
-    """Whether to round stochastically; the default (None) is to do so wherever
-    round-to-nearest stalls: bfloat16 state (at beta2 = 0.999, v cannot decay by
-    0.1 % per step with 8 bits of mantissa), 8-bit state (after the gradients
-    shrink, codes stick while absmax decays; tests/test_lowp_accuracy.py) and
-    bfloat16 params (updates below half a unit in the last place are lost)."""
-    if mode is None:
-        return param == BFLOAT16 or state in (BFLOAT16, _UINT8)
-    return mode == "stochastic"
+# The kernels' format options (stochastic, block_size, seed). stochastic None is
+# the default, decided where the buffer types are known (fastadam/_ext.pyx): round
+# stochastically wherever round-to-nearest stalls, that is, into bfloat16 state (at
+# beta2 = 0.999, v cannot decay by 0.1 % per step with 8 bits of mantissa), 8-bit
+# state (after the gradients shrink, codes stick while absmax decays;
+# tests/test_lowp_accuracy.py) and bfloat16 params (updates below half a unit in the
+# last place are lost); a param copy of master weights always rounds to nearest.
+Spec = tuple[bool | None, int, int]
+DEFAULT_SPEC: Spec = (None, 256, 0)
 
 
-_UINT8 = np.dtype(np.uint8)
-
-
-def spec(
-    mode: object, block: object, seed_: object, param: np.dtype | None, state: np.dtype | None
-) -> tuple[bool, int, int]:
-    """The kernels' format options (stochastic, block_size, seed), checked."""
+def spec(mode: object, block: object, seed_: object) -> Spec:
+    """The kernels' format options for rounding ``mode``, ``block`` size and ``seed_``, checked."""
     if mode is None and type(block) is int and block == 256 and type(seed_) is int and seed_ == 0:
-        return (stochastic(None, param, state), 256, 0)  # the defaults, without the checks
-    return (stochastic(rounding(mode), param, state), block_size(block), seed(seed_))
+        return DEFAULT_SPEC
+    chosen = rounding(mode)
+    return (None if chosen is None else chosen == "stochastic", block_size(block), seed(seed_))
 
 
 def blocks(n: int, block: int) -> int:

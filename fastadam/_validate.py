@@ -61,6 +61,8 @@ def momentum(value: object) -> float:
 
 def beta(index: int, value: object, name: str = "") -> float:
     """betas[index], in [0, 1); ``name`` labels it in type errors (default ``betas[index]``)."""
+    if type(value) is float and 0.0 <= value < 1.0:  # the common case, without formatting
+        return value
     message = f"Invalid beta parameter at index {index}: {{}}"
     return in_range(name or f"betas[{index}]", value, message, high=1.0)
 

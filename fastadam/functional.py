@@ -134,9 +134,7 @@ def adam(
         maximize=maximize,
     )
     _require("max_exp_avg_sq", max_exp_avg_sq, check.flag("amsgrad", amsgrad), "amsgrad=True")
-    spec = _formats.spec(
-        rounding, block_size, seed, getattr(param, "dtype", None), getattr(exp_avg, "dtype", None)
-    )
+    spec = _formats.spec(rounding, block_size, seed)
     _ext.run1(
         _ext.ADAM,
         _ADAM_NAMES,

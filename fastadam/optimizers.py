@@ -14,6 +14,7 @@ bfloat16 or 8-bit codes, updates bfloat16 params, and keeps master weights.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar, NamedTuple
@@ -78,19 +79,10 @@ class Format(NamedTuple):
         """Whether the param (bfloat16) is the copy of float32 master weights."""
         return self.master_weights and param.dtype == _formats.BFLOAT16
 
-    def spec(self, params: Sequence[np.ndarray]) -> tuple[bool, int, int]:
-        """The kernels' (stochastic, block_size, seed) for a group of params.
-
-        Rounding None is stochastic where round-to-nearest stalls: compressed
-        state, or bfloat16 params without master weights (_formats.stochastic).
-        """
-        if self.rounding is not None:
-            stochastic = self.rounding == "stochastic"
-        else:
-            stochastic = self.state_dtype in ("bfloat16", "int8") or (
-                not self.master_weights and any(p.dtype == _formats.BFLOAT16 for p in params)
-            )
-        return (stochastic, self.block_size, self.seed)
+    def spec(self) -> _formats.Spec:
+        """The kernels' (stochastic, block_size, seed); stochastic None: the default rounding,
+        stochastic where round-to-nearest stalls (see _formats.DEFAULT_SPEC)."""
+        return _formats.spec(self.rounding, self.block_size, self.seed)
 
 
 DEFAULT_FORMAT = Format(**FORMAT_DEFAULTS)
@@ -124,6 +116,22 @@ def _compressed_buffers(
     marks = [None if k is None else state.get(k) for k in absmax or ()]
     padding = [None] * (_ext.MAX_STATE - len(marks))
     return (*main, *[None] * (_ext.MAX_BUFS - len(main)), *marks, *padding, copy)
+
+
+@functools.cache
+def _batch_labels(slots: tuple[str, ...], formats: bool) -> tuple[str, ...]:
+    """The names of a Batch's buffers, for its error messages."""
+    if not formats:
+        return ("params", "grads", *slots)
+    padding = ("",) * (_ext.MAX_STATE - len(slots))
+    absmax = tuple(absmax_key(s) for s in slots)
+    return ("params", "grads", *slots, *padding, *absmax, *padding, "param_copies")
+
+
+@functools.cache
+def _used_slots(slots: tuple[str, ...], active: tuple[bool, ...]) -> tuple[str | None, ...]:
+    """The slots, with None for those not ``active``."""
+    return tuple(s if on else None for s, on in zip(slots, active, strict=True))
 
 
 def _load_buffer(
@@ -212,7 +220,7 @@ class Optimizer:
             batch = _ext.Batch(self._kernel, ("params", "grads"))
             none = batch.add_coef(())
             for index, param in enumerate(everything):
-                batch.add(index, (param, None), none, DEFAULT_FORMAT.spec(()))
+                batch.add(index, (param, None), none, _formats.DEFAULT_SPEC)
             try:
                 batch.check()
             except ValueError as error:
@@ -287,15 +295,10 @@ class Optimizer:
         return True
 
     def _labels(self) -> tuple[str, ...]:
-        if not self._formats:
-            return ("params", "grads", *self._slots)
-        padding = ("",) * (_ext.MAX_STATE - len(self._slots))
-        absmax = tuple(absmax_key(s) for s in self._slots)
-        return ("params", "grads", *self._slots, *padding, *absmax, *padding, "param_copies")
+        return _batch_labels(self._slots, self._formats)
 
     def _slot_names(self, group: ParamGroup) -> tuple[str | None, ...]:
-        active = self._active(group)
-        return tuple(s if on else None for s, on in zip(self._slots, active, strict=True))
+        return _used_slots(self._slots, self._active(group))
 
     def _layout(
         self, group: ParamGroup, slots: tuple[str | None, ...]
@@ -305,10 +308,12 @@ class Optimizer:
         fmt = self._format(group)
         if fmt is None:
             return None, None, None
+        if fmt is DEFAULT_FORMAT:
+            return _formats.DEFAULT_SPEC, None, None
         absmax = None
         if fmt.state_dtype == "int8":
             absmax = tuple(None if s is None else absmax_key(s) for s in slots)
-        return fmt.spec(group["params"]), absmax, MASTER if fmt.master_weights else None
+        return fmt.spec(), absmax, MASTER if fmt.master_weights else None
 
     def _wanted(
         self,
