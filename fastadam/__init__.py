@@ -6,7 +6,10 @@ C loop over contiguous float32/float64 buffers, in place, with the GIL released.
 >>> import numpy as np, fastadam
 >>> w = np.zeros(1000, np.float32)
 >>> opt = fastadam.Adam([w], lr=1e-2)
->>> opt.step([w - 1.0])
+>>> opt.step([w - 1.0])  # the gradient of |w - 1|^2 / 2; True: the step was applied
+True
+>>> float(w[0])  # Adam's first step moves every element by lr
+0.009999999776482582
 """
 
 from . import functional

@@ -46,8 +46,8 @@ def dynamic_map(signed: bool) -> np.ndarray:
     unsigned: 0, 254 positive values and 1.
 
     >>> m = dynamic_map(signed=False)
-    >>> m[0], m[1], m[-2], m[-1]
-    (0.0, 3.25e-07, 0.9964844, 1.0)
+    >>> m[[0, 1, -2, -1]]
+    array([0.000000e+00, 3.250000e-07, 9.964844e-01, 1.000000e+00], dtype=float32)
     """
     values = [0.0, 1.0]
     for i in range(7):

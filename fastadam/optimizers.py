@@ -563,7 +563,7 @@ class Adam(Optimizer):
     >>> w = np.zeros(3, np.float32)
     >>> opt = fastadam.Adam([w], lr=0.1)
     >>> for _ in range(3):
-    ...     opt.step([2 * (w - 1)])        # gradient of |w - 1|^2
+    ...     _ = opt.step([2 * (w - 1)])    # gradient of |w - 1|^2; returns True
     >>> w.round(2)
     array([0.3, 0.3, 0.3], dtype=float32)
     """
