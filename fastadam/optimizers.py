@@ -134,10 +134,10 @@ def _used_slots(slots: tuple[str, ...], active: tuple[bool, ...]) -> tuple[str |
     return tuple(s if on else None for s, on in zip(slots, active, strict=True))
 
 
-def _load_buffer(
+def _check_buffer(
     label: str, value: object, param: np.ndarray, dtype: np.dtype, shape: tuple
-) -> np.ndarray:
-    """A C-contiguous copy of a loaded state buffer, checked against its dtype and shape."""
+) -> None:
+    """Raise unless a loaded state buffer is an array of the dtype and shape it needs."""
     if not isinstance(value, np.ndarray):
         raise TypeError(f"{label} must be a numpy.ndarray, got {type(value).__name__}")
     if value.dtype != dtype:
@@ -146,7 +146,6 @@ def _load_buffer(
     if value.shape != shape:
         needs = "the param has shape" if shape == param.shape else "its absmax has one per block:"
         raise ValueError(f"{label} has shape {value.shape} but {needs} {shape}")
-    return np.array(value, order="C", copy=True)
 
 
 class Optimizer:
@@ -389,7 +388,8 @@ class Optimizer:
                     state = self.state.get(index)
                     if state is None:
                         state = created[index] = {"step": 0}
-                    missing = [k for k in self._wanted(param, group) if k not in state]
+                    store = self._stored(state, param)  # existing state keeps its format
+                    missing = [k for k in self._wanted(param, group, store=store) if k not in state]
                     if missing:
                         fresh = {k: self._new_entry(k, param, group) for k in missing}
                         state = created[index] = {**state, **fresh}
@@ -477,6 +477,16 @@ class Optimizer:
     def _load_entry(
         self, index: int, entry: Mapping[str, Any], param: np.ndarray, group: ParamGroup
     ) -> dict[str, Any]:
+        step, keys = self._check_entry(index, entry, param, group)
+        return {"step": step, **{k: np.array(entry[k], order="C", copy=True) for k in keys}}
+
+    def _check_entry(
+        self, index: int, entry: Mapping[str, Any], param: np.ndarray, group: ParamGroup
+    ) -> tuple[int, list[str]]:
+        """Check the saved state ``entry`` of ``param`` (numbered ``index``) under ``group``:
+        its entries, its step count and each buffer's dtype and shape, in the format the
+        state was saved in. Returns the step count and the keys of the buffers to load.
+        Reads only dtypes, shapes and sizes (fastadam.torch hands it stand-ins)."""
         store = self._stored(entry, param)
         expected = self._wanted(param, group, store=store)
         known = {"step", *self._slots}
@@ -496,14 +506,12 @@ class Optimizer:
         step = entry["step"]
         if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
             raise ValueError(f'state[{index}]["step"] must be an integer >= 0, got {step!r}')
-        loaded: dict[str, Any] = {"step": int(step)}
-        for key in sorted(expected):
+        keys = sorted(expected)
+        for key in keys:
             if key not in entry:
                 raise ValueError(f'state[{index}] is missing "{key}"')
-            loaded[key] = _load_buffer(
-                f'state[{index}]["{key}"]', entry[key], param, *expected[key]
-            )
-        return loaded
+            _check_buffer(f'state[{index}]["{key}"]', entry[key], param, *expected[key])
+        return int(step), keys
 
     def _stored(self, entry: Mapping[str, Any], param: np.ndarray) -> np.dtype | None:
         """The format a saved entry's state is in, if it is one the param's state may have:

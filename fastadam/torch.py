@@ -21,6 +21,10 @@ and ``differentiable=True`` are rejected; ``foreach`` and ``fused`` are accepted
 kept in the param groups (so checkpoints round-trip) but change nothing, as
 fastadam's step is always one fused kernel.
 
+Adam and AdamW also take the compressed formats of :class:`fastadam.Adam`, with
+the same options, state entries and results: bfloat16 params and grads, state as
+bfloat16 or 8-bit codes (uint8 tensors with float32 absmax), float32 master weights.
+
 Params sharded as ``DTensor`` (FSDP2's ``fully_shard``) are updated shard by shard:
 the kernel runs on the local shards (``to_local()``) of param, grad and state, and
 the state is made with ``zeros_like(param)``, a DTensor laid out as the param, so
@@ -34,8 +38,10 @@ from __future__ import annotations
 
 import inspect
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar
+
+import numpy as np
 
 try:
     import torch
@@ -44,13 +50,36 @@ except ImportError as error:  # pragma: no cover - exercised in a subprocess
         'fastadam.torch needs PyTorch, which is not installed: pip install "fastadam[torch]"'
     ) from error
 
-from . import _ext, optimizers
+from . import _ext, _formats, optimizers
+from .optimizers import DEFAULT_FORMAT, FORMAT_DEFAULTS, MASTER
 
 __all__ = ["SGD", "Adagrad", "Adam", "AdamW", "Adamax", "Lion", "Optimizer", "RMSprop"]
 
 Params = Iterable[torch.Tensor] | Iterable[dict[str, Any]] | Iterable[tuple[str, torch.Tensor]]
 
 _DTYPES = (torch.float32, torch.float64)
+# Compressed formats (Adam, AdamW): bfloat16 params and grads mix with float32 ones,
+# and state may also be bfloat16 or 8-bit codes (uint8).
+_LOW = (torch.float32, torch.bfloat16)
+_FORMAT_DTYPES = (*_DTYPES, torch.bfloat16)
+_TORCH_DTYPES = {
+    np.dtype(np.float32): torch.float32,
+    np.dtype(np.float64): torch.float64,
+    _formats.BFLOAT16: torch.bfloat16,
+    np.dtype(np.uint8): torch.uint8,
+}
+_NUMPY_DTYPES = {v: k for k, v in _TORCH_DTYPES.items()}
+# The NumPy twin's policy that a subclass takes over (see Optimizer).
+_POLICY = (
+    "_coefficients",
+    "_active",
+    "_format",
+    "_slot_names",
+    "_layout",
+    "_wanted",
+    "_stored",
+    "_check_entry",
+)
 
 # torch.optim options fastadam cannot honour, with the reason.
 _UNSUPPORTED = {
@@ -60,8 +89,36 @@ _UNSUPPORTED = {
 
 
 def _settings(arguments: Mapping[str, Any]) -> dict[str, Any]:
-    """A constructor's ``locals()`` less self and params: the defaults torch.optim keeps."""
-    return {k: v for k, v in arguments.items() if k not in ("self", "params", "__class__")}
+    """A constructor's ``locals()`` less self and params: the defaults torch.optim keeps,
+    and the format options that differ from FORMAT_DEFAULTS (as the NumPy classes keep
+    them, so a group without compressed formats is a torch.optim group)."""
+    settings = {k: v for k, v in arguments.items() if k not in ("self", "params", "__class__")}
+    formats = {k: settings.pop(k) for k in FORMAT_DEFAULTS if k in settings}
+    return {**settings, **optimizers.format_options(**formats)}
+
+
+def _array(tensor: torch.Tensor) -> np.ndarray:
+    """A zero-copy NumPy view of a CPU tensor's memory (bfloat16 as ml_dtypes.bfloat16)."""
+    tensor = tensor.detach()
+    if tensor.dtype == torch.bfloat16:
+        return tensor.view(torch.int16).numpy().view(_formats.BFLOAT16)
+    return tensor.numpy()
+
+
+def _described(key: str, value: object) -> object:
+    """A saved state entry as the NumPy twin's checks read it: a tensor as an array of its
+    dtype and shape that takes no memory, a 0-d step count as an int if it is whole."""
+    if not isinstance(value, torch.Tensor):
+        return value
+    if key == "step" and value.dim() == 0 and float(value).is_integer():
+        return int(value)
+    dtype = _NUMPY_DTYPES.get(value.dtype)
+    if dtype is None:
+        try:
+            dtype = np.dtype(str(value.dtype).removeprefix("torch."))
+        except TypeError:
+            dtype = np.dtype(object)
+    return np.broadcast_to(np.zeros((), dtype), tuple(value.shape))
 
 
 def _step_dtype() -> torch.dtype:
@@ -134,11 +191,16 @@ def _sharding_problem(
 
 
 def _problem(
-    tensor: object, label: str, param: torch.Tensor | None, dtensor: type | None = None
+    tensor: object,
+    label: str,
+    param: torch.Tensor | None,
+    dtensor: type | None = None,
+    dtypes: tuple[torch.dtype, ...] = _DTYPES,
 ) -> Exception | None:
     """Why fastadam cannot update ``tensor`` in place (None if it can); ``param`` is the
-    param whose grad or state it is. A DTensor is checked as a whole against ``param``
-    (``dtensor`` is the DTensor class), then its local shard as any tensor."""
+    param whose grad or state it is, ``dtypes`` those ``tensor`` may have. A DTensor is
+    checked as a whole against ``param`` (``dtensor`` is the DTensor class), then its
+    local shard as any tensor."""
     if not isinstance(tensor, torch.Tensor):
         return TypeError(f"{label} must be a torch.Tensor, got {type(tensor).__name__}")
     if param is not None:
@@ -158,13 +220,14 @@ def _problem(
             f"{label} is {tensor.layout}, not dense; fastadam.torch has no sparse update "
             "(torch.optim.SparseAdam has)"
         )
-    if tensor.dtype not in _DTYPES:
+    if tensor.dtype not in dtypes:
+        if param is not None and tensor.dtype in (*_FORMAT_DTYPES, torch.uint8):
+            return TypeError(f"{label} has dtype {tensor.dtype} but the param has {param.dtype}")
         return TypeError(
             f"{label} has dtype {tensor.dtype}; fastadam.torch supports torch.float32 and "
-            "torch.float64, and never updates a converted copy"
+            "torch.float64 (Adam and AdamW also torch.bfloat16), and never updates a "
+            "converted copy"
         )
-    if param is not None and tensor.dtype != param.dtype:
-        return TypeError(f"{label} has dtype {tensor.dtype} but the param has {param.dtype}")
     if param is not None and tensor.shape != param.shape:
         return ValueError(
             f"{label} has shape {tuple(tensor.shape)} but the param has shape {tuple(param.shape)}"
@@ -183,8 +246,11 @@ class Optimizer(torch.optim.Optimizer):
 
     A subclass names ``_twin``, the NumPy optimizer of :mod:`fastadam.optimizers`
     whose algorithm it takes over: the kernel, the state buffers (``_slots``) and
-    the methods that check a group and give a step's coefficients
-    (``_coefficients``, ``_active``), so both APIs validate and compute alike.
+    the policy (``_POLICY``): the methods that check a group and give a step's
+    coefficients (``_coefficients``, ``_active``) and, for a twin with compressed
+    formats, those that read a group's format options and say which state entries a
+    param needs in which dtype (``_format``, ``_wanted``, ...), so both APIs
+    validate, store and compute alike. They read NumPy views of the tensors.
 
     Hyperparameters are read from ``self.param_groups`` at every step, state lives
     in ``self.state[param]`` as tensors, and each tensor's memory is looked up
@@ -195,6 +261,7 @@ class Optimizer(torch.optim.Optimizer):
     _keeps_step: ClassVar[bool] = True  # a "step" count in the state, as torch keeps it
     _kernel: ClassVar[int]
     _slots: ClassVar[tuple[str, ...]]
+    _formats: ClassVar[bool] = False  # compressed formats, as the twin's
     _flags: ClassVar[dict[str, bool | None]] = {}  # the constructor's switches and defaults
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -202,14 +269,14 @@ class Optimizer(torch.optim.Optimizer):
         cls._flags = {
             name: p.default
             for name, p in inspect.signature(cls.__init__).parameters.items()
-            if isinstance(p.default, bool) or (p.default is None and name != "self")
+            if (isinstance(p.default, bool) or (p.default is None and name != "self"))
+            and name not in FORMAT_DEFAULTS  # a group holds format options that differ
         }
         twin = cls.__dict__.get("_twin")
         if twin is not None:
-            cls._kernel = twin._kernel
-            cls._slots = twin._slots
-            cls._coefficients = twin._coefficients  # type: ignore[method-assign]
-            cls._active = twin._active  # type: ignore[method-assign]
+            cls._kernel, cls._slots, cls._formats = twin._kernel, twin._slots, twin._formats
+            for name in _POLICY:
+                setattr(cls, name, getattr(twin, name))
 
     def _coefficients(self, group: Mapping[str, Any], step: int, fresh: bool) -> tuple[float, ...]:
         """Check ``group`` and return the kernel's coefficients for ``step`` (the twin's)."""
@@ -241,6 +308,7 @@ class Optimizer(torch.optim.Optimizer):
         hyper = self._hyperparameters(group)
         self._coefficients(hyper, 1, True)
         self._active(hyper)
+        self._format(hyper)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """As ``torch.optim.Optimizer.add_param_group``, checking the hyperparameters first."""
@@ -265,24 +333,87 @@ class Optimizer(torch.optim.Optimizer):
                 ):
                     entry["step"] = torch.tensor(float(entry["step"]), dtype=_step_dtype())
 
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """As ``torch.optim.Optimizer.load_state_dict``. With compressed formats (Adam,
+        AdamW), every param's state is first checked as the NumPy class checks it (its
+        entries, step, and each tensor's dtype and shape in the format it was saved in),
+        so a mismatch raises before anything changes, and the tensors of another dtype
+        than the param's (codes, absmax, bfloat16 state, master weights) are loaded as
+        they are, where torch.optim would convert them to the param's dtype."""
+        if not self._formats:
+            super().load_state_dict(state_dict)
+            return
+        aside = self._set_aside(state_dict)
+        if aside:
+            state = {
+                i: {k: v for k, v in e.items() if k not in aside[i][1]} if i in aside else e
+                for i, e in state_dict["state"].items()
+            }
+            state_dict = {**state_dict, "state": state}
+        super().load_state_dict(state_dict)
+        for param, tensors in aside.values():
+            self.state[param].update({k: v.to(device=param.device) for k, v in tensors.items()})
+
+    def _set_aside(self, state_dict: Mapping[str, Any]) -> dict[Any, tuple[Any, dict[str, Any]]]:
+        """Check each saved state entry against its param and group (see load_state_dict);
+        return, by saved param id, the param and its tensors of another dtype. A state
+        dict whose groups do not line up is left to torch.optim's checks."""
+        saved = state_dict.get("param_groups") if isinstance(state_dict, Mapping) else None
+        entries = state_dict.get("state") if isinstance(state_dict, Mapping) else None
+        if not isinstance(saved, Sequence) or not isinstance(entries, Mapping):
+            return {}
+        if len(saved) != len(self.param_groups):
+            return {}
+        owners: dict[Any, tuple[torch.Tensor, dict[str, Any]]] = {}
+        for mine, theirs in zip(self.param_groups, saved, strict=True):
+            ids = theirs.get("params") if isinstance(theirs, Mapping) else None
+            if not isinstance(ids, Sequence) or len(ids) != len(mine["params"]):
+                return {}
+            group = {**self._flags, **theirs, "params": mine["params"]}
+            owners.update((i, (p, group)) for i, p in zip(ids, mine["params"], strict=True))
+        aside = {}
+        for index, entry in entries.items():
+            if index not in owners or not isinstance(entry, Mapping):
+                continue
+            param, group = owners[index]
+            described = {k: _described(k, v) for k, v in entry.items()}
+            self._check_entry(index, described, _described("", param), group)
+            other = {
+                k: v
+                for k, v in entry.items()
+                if k != "step" and isinstance(v, torch.Tensor) and v.dtype != param.dtype
+            }
+            if other:
+                aside[index] = (param, other)
+        return aside
+
     def _new_buffer(self, slot: str, param: torch.Tensor) -> torch.Tensor:
         """A state buffer on first use: zeros like the param."""
         return torch.zeros_like(param, memory_format=torch.preserve_format)
 
-    def _new_state(self, param: torch.Tensor, keys: Iterable[str]) -> dict[str, Any]:
-        return {
-            k: torch.tensor(0.0, dtype=_step_dtype()) if k == "step" else self._new_buffer(k, param)
-            for k in keys
-        }
-
-    def _missing(self, state: Mapping[str, Any] | None, slots: tuple[str | None, ...]) -> list[str]:
-        """The state entries a step needs that ``state`` lacks (or holds as None)."""
-        wanted = [s for s in slots if s is not None]
-        if self._keeps_step:
-            wanted.insert(0, "step")
-        if state is None:
-            return wanted
-        return [k for k in wanted if state.get(k) is None]
+    def _new_state(
+        self,
+        param: torch.Tensor,
+        keys: Iterable[str],
+        wanted: Mapping[str, tuple[np.dtype, tuple]] | None = None,
+        view: np.ndarray | None = None,
+    ) -> dict[str, Any]:
+        """New state entries: a 0-d step count, master weights (the param in float32), and
+        buffers of zeros, like the param unless ``wanted`` (the twin's ``_wanted`` of the
+        param's ``view``) gives another dtype or shape."""
+        like = None if view is None else (view.dtype, view.shape)
+        state: dict[str, Any] = {}
+        for key in keys:
+            if key == "step":
+                state[key] = torch.tensor(0.0, dtype=_step_dtype())
+            elif key == MASTER:
+                state[key] = param.detach().to(torch.float32, copy=True)
+            elif wanted is None or wanted[key] == like:
+                state[key] = self._new_buffer(key, param)
+            else:
+                dtype, shape = wanted[key]
+                state[key] = torch.zeros(shape, dtype=_TORCH_DTYPES[dtype])
+        return state
 
     # -------------------------------------------------------------------- step
 
@@ -302,7 +433,7 @@ class Optimizer(torch.optim.Optimizer):
         return loss
 
     def _fused_step(self) -> None:
-        batch = _ext.Batch(self._kernel, ("params", "grads", *self._slots))
+        batch = _ext.Batch(self._kernel, optimizers._batch_labels(self._slots, self._formats))
         created: list[tuple[torch.Tensor, dict[str, Any]]] = []
         steps: list[torch.Tensor] = []
         written: list[torch.Tensor] = []
@@ -310,52 +441,51 @@ class Optimizer(torch.optim.Optimizer):
         dtensor = _dtensor_class()
         for number, group in enumerate(self.param_groups):
             hyper = self._hyperparameters(group)
-            active = self._active(hyper)
-            slots = tuple(s if on else None for s, on in zip(self._slots, active, strict=True))
+            slots = self._slot_names(hyper)
+            spec, absmax, master = self._layout(hyper, slots)
             coef_ids: dict[tuple[int, bool], int] = {}
             for position, param in enumerate(group["params"]):
                 index += 1
                 grad = param.grad
                 if grad is None:
                     continue
-                state = self.state.get(param)
-                missing = self._missing(state, slots)
-                if missing:
-                    state = {**(state or {}), **self._new_state(param, missing)}
-                    created.append((param, state))
-                step = 1
-                if self._keeps_step:
-                    count = state["step"]
-                    if not isinstance(count, torch.Tensor):
-                        raise TypeError(
-                            f'state "step" of param {position} of group {number} must be a '
-                            f"tensor, as torch.optim keeps it, got {type(count).__name__}"
-                        )
-                    step = int(count) + 1
-                    steps.append(count)
-                key = (step, bool(missing))
-                coef_id = coef_ids.get(key)
-                if coef_id is None:
-                    coef_id = coef_ids[key] = batch.add_coef(self._coefficients(hyper, *key))
-                tensors = (param, grad, *[None if s is None else state[s] for s in slots])
-                views = tensors
-                if dtensor is not None and isinstance(param, dtensor):
+                state = self.state.get(param, {})
+                shard = dtensor if dtensor is not None and isinstance(param, dtensor) else None
+                if shard is not None:
                     # Shards that do not line up could pass the kernel's checks; a DTensor
                     # grad or state of a plain param fails .numpy(), and _rejection says why.
-                    self._check_sharding(number, position, tensors, slots, dtensor)
-                    views = tuple(None if t is None else _local(t, dtensor) for t in tensors)
-                    written += [t for t in tensors[:1] + tensors[2:] if t is not None]
+                    tensors = (param, grad, *[None if s is None else state.get(s) for s in slots])
+                    self._check_sharding(number, position, tensors, slots, shard, hyper)
                 try:
-                    # Zero-copy views, made afresh at every step: memory is never cached.
-                    arrays = tuple(None if t is None else t.detach().numpy() for t in views)
-                    batch.add(index, arrays, coef_id)
+                    view, state, arrays, missing = self._views(param, state, hyper, shard)
+                    if missing:
+                        created.append((param, state))
+                    step = 1
+                    if self._keeps_step:
+                        step = self._step_count(number, position, state["step"]) + 1
+                        steps.append(state["step"])
+                    key = (step, any(s in missing for s in slots))
+                    coef_id = coef_ids.get(key)
+                    if coef_id is None:
+                        coef_id = coef_ids[key] = batch.add_coef(self._coefficients(hyper, *key))
+                    grad_view = _array(_local(grad, shard))
+                    buffers = (view, grad_view, *[None if s is None else arrays[s] for s in slots])
+                    if absmax is not None or master is not None:
+                        buffers = optimizers._compressed_buffers(
+                            buffers, view, arrays, absmax, master
+                        )
+                    batch.add(index, buffers, coef_id, spec, step)
                 except (TypeError, ValueError, RuntimeError, AttributeError) as error:
+                    tensors = (param, grad, *[None if s is None else state.get(s) for s in slots])
                     problem = self._rejection(number, position, tensors, slots, dtensor)
                     if problem is None:
                         raise
                     raise problem from error
-                # The versions of the tensors written (a DTensor's and its local shard's).
-                written += [t for t in views[:1] + views[2:] if t is not None]
+                # The tensors written (a DTensor's and its local shard's), for their versions.
+                touched = [param, *[state[k] for k in arrays]]
+                written += touched
+                if shard is not None:
+                    written += [_local(t, shard) for t in touched]
         try:
             batch.run()
         except ValueError as error:
@@ -369,10 +499,53 @@ class Optimizer(torch.optim.Optimizer):
         if written:
             torch.autograd.graph.increment_version(written)
 
+    def _views(
+        self,
+        param: torch.Tensor,
+        state: dict[str, Any],
+        hyper: Mapping[str, Any],
+        shard: type | None,
+    ) -> tuple[np.ndarray, dict[str, Any], dict[str, np.ndarray], list[str]]:
+        """Zero-copy views of a param and of the state buffers its step uses, made afresh
+        at every step (memory is never cached), with the entries the state lacks made
+        (the twin's ``_wanted``: existing state keeps its format). Returns the param's
+        view, its state (a new dict if anything was made), the views by state key and
+        the keys made. ``shard``: the DTensor class if the param is one."""
+        view = _array(_local(param, shard))
+        tensors = {k: v for k, v in state.items() if k != "step" and isinstance(v, torch.Tensor)}
+        arrays = {k: _array(_local(v, shard)) for k, v in tensors.items()}
+        wanted = self._wanted(view, hyper, store=self._stored(arrays, view))
+        missing = [k for k in wanted if state.get(k) is None]
+        if self._keeps_step and state.get("step") is None:
+            missing.insert(0, "step")
+        if missing:
+            state = {**state, **self._new_state(param, missing, wanted, view)}
+        arrays = {k: arrays[k] if k in arrays else _array(_local(state[k], shard)) for k in wanted}
+        return view, state, arrays, missing
+
+    @staticmethod
+    def _step_count(number: int, position: int, count: object) -> int:
+        """The step count of a param's state, which torch.optim keeps as a tensor."""
+        if not isinstance(count, torch.Tensor):
+            raise TypeError(
+                f'state "step" of param {position} of group {number} must be a '
+                f"tensor, as torch.optim keeps it, got {type(count).__name__}"
+            )
+        return int(count)
+
     @staticmethod
     def _labels(number: int, position: int, slots: tuple[str | None, ...]) -> tuple[str, ...]:
         where = f"param {position} of group {number}"
         return (where, f"the grad of {where}", *[f'state "{s}" of {where}' for s in slots])
+
+    def _dtypes(self, which: int, param: torch.Tensor) -> tuple[torch.dtype, ...]:
+        """The dtypes tensor ``which`` of a param's step (0: the param, 1: its grad, then
+        its state buffers) may have."""
+        if which == 0:
+            return _FORMAT_DTYPES if self._formats else _DTYPES
+        if self._formats and param.dtype in _LOW:
+            return _LOW if which == 1 else (*_LOW, torch.uint8)
+        return (param.dtype,)
 
     def _check_sharding(
         self,
@@ -381,9 +554,18 @@ class Optimizer(torch.optim.Optimizer):
         tensors: tuple[Any, ...],
         slots: tuple[str | None, ...],
         dtensor: type,
+        hyper: Mapping[str, Any],
     ) -> None:
-        """Raise unless grad and state are sharded as the param is (see _sharding_problem)."""
+        """Raise unless grad and state are sharded as the param is (see _sharding_problem)
+        and the param's state is kept as the param is (no compressed formats)."""
         param = tensors[0]
+        fmt = self._format(hyper)
+        if fmt is not None and (param.dtype == torch.bfloat16 or fmt != DEFAULT_FORMAT):
+            raise ValueError(
+                f"param {position} of group {number} is a DTensor; fastadam.torch keeps "
+                "compressed formats (bfloat16 params, state_dtype, master_weights and the other "
+                "format options) only for plain tensors, not for sharded ones"
+            )
         for label, tensor in zip(self._labels(number, position, slots), tensors, strict=True):
             if tensor is not None and tensor is not param and isinstance(tensor, torch.Tensor):
                 problem = _sharding_problem(tensor, label, param, dtensor)
@@ -400,9 +582,11 @@ class Optimizer(torch.optim.Optimizer):
     ) -> Exception | None:
         """The first tensor of a param's step that fastadam cannot update, as an error naming it."""
         param = tensors[0]
-        for label, tensor in zip(self._labels(number, position, slots), tensors, strict=True):
+        labels = self._labels(number, position, slots)
+        for which, (label, tensor) in enumerate(zip(labels, tensors, strict=True)):
             if tensor is not None:
-                problem = _problem(tensor, label, None if tensor is param else param, dtensor)
+                owner = None if tensor is param else param
+                problem = _problem(tensor, label, owner, dtensor, self._dtypes(which, param))
                 if problem is not None:
                     return problem
         return None
@@ -413,6 +597,41 @@ class Optimizer(torch.optim.Optimizer):
 
 class Adam(Optimizer):
     """Adam, as ``torch.optim.Adam``; see :class:`fastadam.Adam` for the update.
+
+    Also takes, as keywords and per param group, the compressed formats of
+    :class:`fastadam.Adam`, with the same meaning, state entries and results (bit for
+    bit, stochastic rounding included: it hashes the seed, the param's index across
+    all groups, the step and the element's index). Params and grads may be
+    ``torch.bfloat16`` (and mix with ``torch.float32``); the state is kept as tensors
+    (``torch.bfloat16`` state, ``torch.uint8`` 8-bit codes, float32 ``*_absmax`` and
+    ``master_param``), and the options are kept in the param groups, so a
+    ``state_dict()`` saved with ``torch.save`` reloads exactly. The options take effect
+    for new state: existing state keeps its format. Only plain tensors have compressed
+    formats; with DTensor params (FSDP2) they raise ``ValueError``.
+
+    Parameters
+    ----------
+    params, lr, betas, eps, weight_decay, amsgrad, foreach, maximize, fused, ...
+        As in ``torch.optim.Adam`` (``capturable`` and ``differentiable`` must be False).
+    state_dtype : {None, "float32", "bfloat16", "int8"}
+        How the state is stored. None: in the param's dtype (float32 for bfloat16
+        params). "int8": block-wise 8-bit codes with one float32 absmax per
+        ``block_size`` elements (``exp_avg_absmax``, ...), for params of at least
+        ``min_8bit_size`` elements (smaller ones keep float32 state). Compressed state
+        needs float32 or bfloat16 params.
+    rounding : {None, "nearest", "stochastic"}
+        How bfloat16 and 8-bit stores round; None: stochastic where round-to-nearest
+        stalls (bfloat16 or 8-bit state, bfloat16 params without master weights).
+    block_size : int
+        Elements per absmax of 8-bit state, a power of two from 64 to 2048 (256).
+    min_8bit_size : int
+        Params with fewer elements keep float32 state under ``state_dtype="int8"`` (4096).
+    master_weights : bool
+        For bfloat16 params: keep float32 master weights (``master_param``), update
+        them, and write their rounding to nearest into the bfloat16 param in the same
+        pass.
+    seed : int
+        The seed of stochastic rounding, in [0, 2**32).
 
     Examples
     --------
@@ -444,12 +663,32 @@ class Adam(Optimizer):
         differentiable: bool = False,
         fused: bool | None = None,
         decoupled_weight_decay: bool = False,
+        state_dtype: str | None = None,
+        rounding: str | None = None,
+        block_size: int = 256,
+        min_8bit_size: int = 4096,
+        master_weights: bool = False,
+        seed: int = 0,
     ) -> None:
         super().__init__(params, _settings(locals()))
 
 
 class AdamW(Adam):
-    """AdamW, as ``torch.optim.AdamW``: Adam with decoupled weight decay (default 1e-2)."""
+    """AdamW, as ``torch.optim.AdamW``: Adam with decoupled weight decay (default 1e-2).
+
+    Takes Adam's format options (``state_dtype``, ``rounding``, ``block_size``,
+    ``min_8bit_size``, ``master_weights``, ``seed``); see :class:`Adam`.
+
+    Examples
+    --------
+    >>> import torch, fastadam.torch
+    >>> w = torch.zeros(5000, dtype=torch.bfloat16, requires_grad=True)
+    >>> opt = fastadam.torch.AdamW([w], master_weights=True, state_dtype="int8")
+    >>> w.grad = torch.ones_like(w)
+    >>> opt.step()
+    >>> sorted((k, v.dtype) for k, v in opt.state[w].items())[:3]
+    [('exp_avg', torch.uint8), ('exp_avg_absmax', torch.float32), ('exp_avg_sq', torch.uint8)]
+    """
 
     def __init__(
         self,
@@ -465,6 +704,12 @@ class AdamW(Adam):
         capturable: bool = False,
         differentiable: bool = False,
         fused: bool | None = None,
+        state_dtype: str | None = None,
+        rounding: str | None = None,
+        block_size: int = 256,
+        min_8bit_size: int = 4096,
+        master_weights: bool = False,
+        seed: int = 0,
     ) -> None:
         super().__init__(params, **_settings(locals()), decoupled_weight_decay=True)
 

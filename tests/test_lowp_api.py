@@ -155,7 +155,8 @@ def test_skip_if_nonfinite_sees_bfloat16_grads():
     assert opt.step([np.zeros(100, BF16)], skip_if_nonfinite=True) is True
 
 
-@pytest.mark.parametrize(("options", "error", "match"), [
+# Bad format options of the classes, with their errors (tests/test_torch_lowp.py too).
+BAD_OPTIONS = [
     ({"state_dtype": "int4"}, ValueError, r"Invalid state_dtype: 'int4'"),
     ({"rounding": "up"}, ValueError, r"Invalid rounding: 'up'"),
     ({"block_size": 100}, ValueError, r"Invalid block_size: 100"),
@@ -164,7 +165,10 @@ def test_skip_if_nonfinite_sees_bfloat16_grads():
     ({"min_8bit_size": -1}, ValueError, r"Invalid min_8bit_size: -1"),
     ({"seed": 2**32}, ValueError, r"Invalid seed"),
     ({"master_weights": 1}, TypeError, r"master_weights must be a bool"),
-])  # fmt: skip
+]
+
+
+@pytest.mark.parametrize(("options", "error", "match"), BAD_OPTIONS)
 def test_class_rejects_bad_format_options(options, error, match):
     with pytest.raises(error, match=match):
         fastadam.Adam([np.zeros(3, np.float32)], **options)
@@ -355,3 +359,18 @@ def test_state_keeps_its_format_when_the_group_changes():
     again = fastadam.Adam([p[0].copy()], state_dtype="int8")
     again.load_state_dict(saved)
     assert again.state[0]["exp_avg"].tobytes() == opt.state[0]["exp_avg"].tobytes()
+
+
+def test_new_state_takes_the_new_options_and_old_state_keeps_its_format():
+    """A param first stepped after the options changed gets state in the new format, in
+    the same step as a param whose older state stays as it was (no absmax is added)."""
+    rng = np.random.default_rng(8)
+    p = [rng.standard_normal(5000).astype(np.float32) for _ in range(2)]
+    opt = fastadam.Adam(p)
+    opt.step([_grads(rng, p)[0], None])
+    opt.param_groups[0]["state_dtype"] = "int8"
+    opt.step(_grads(rng, p))
+    assert set(opt.state[0]) == {"step", "exp_avg", "exp_avg_sq"}
+    assert opt.state[0]["exp_avg"].dtype == np.float32
+    assert opt.state[1]["exp_avg"].dtype == np.uint8
+    assert opt.state[1]["exp_avg_absmax"].shape == (20,)
