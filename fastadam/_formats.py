@@ -60,19 +60,28 @@ def dynamic_map(signed: bool) -> np.ndarray:
     return result
 
 
-def search_table(values: np.ndarray) -> tuple[np.ndarray, int, int]:
+# The search's binades: exponents FIRST_EXPONENT .. FIRST_EXPONENT + 31 (every smaller
+# magnitude counts as the first, every larger one as the last); per binade, buckets of
+# equal width, each holding at most two midpoints; at most 256 buckets in all.
+FIRST_EXPONENT = 96
+MANTISSA = 0x7FFFFF  # also "no midpoint": no mantissa is above it
+
+
+def search_table(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
     """The table with which the kernels find the nearest code of a magnitude.
 
-    Returns ``(buckets, first_bucket, zero)``: ``zero`` is the code of 0.0; the
+    Returns ``(binades, buckets, zero)``: ``zero`` is the code of 0.0; the
     magnitudes ``values[zero:]`` have ranks 0, 1, ...; the midpoint between ranks
     k and k+1 (exact in float64) is represented by the largest float32 ``t_k`` not
     above it, so for a float32 ``x``, ``x > t_k`` exactly when ``x`` is past the
-    midpoint (ties go to the smaller magnitude). A float32 magnitude ``a`` lies in
-    bucket ``(bits(a) >> 15) - first_bucket`` (clamped to the table), where the
-    rank is ``(entry & 0xffff) + ((bits(a) & 0x7fff) > entry >> 16)``: the entry
-    counts the midpoints below the bucket and holds the low 15 bits of the one
-    inside it (0xffff: none). Bucket 0 lies below every midpoint, the last bucket
-    (that of 1.0) above every one. Raises if a bucket would hold two midpoints.
+    midpoint (ties go to the smaller magnitude). The rank of a float32 magnitude
+    ``a`` with exponent ``e`` and mantissa ``m`` is the number of ``t_k`` below it:
+    binade ``i = clamp(e - FIRST_EXPONENT, 0, 31)`` has ``binades[i] = offset |
+    shift << 16``, ``a`` lies in bucket ``b = offset + (m >> shift)``, and
+    ``buckets[0, b] = count | t1 << 8``, ``buckets[1, b] = t2``: the number of
+    midpoints below the bucket and the mantissas of the (up to two) inside it
+    (MANTISSA: none); rank = count + (m > t1) + (m > t2). Raises if the
+    midpoints need more than 256 buckets or lie outside the binades.
     """
     zero = int(np.flatnonzero(values == 0)[0])
     magnitudes = values[zero:].astype(np.float64)
@@ -80,15 +89,28 @@ def search_table(values: np.ndarray) -> tuple[np.ndarray, int, int]:
     below = middle.astype(np.float32)
     below = np.where(below > middle, np.nextafter(below, np.float32(0)), below)
     bits = below.view(np.uint32)
-    first = int(bits[0] >> 15) - 1
-    last = int(np.float32(1.0).view(np.uint32) >> 15)
-    bucket_of = (bits >> 15).astype(np.int64) - first
-    if np.any(np.diff(bucket_of) == 0) or bucket_of[-1] >= last - first:
-        raise ValueError("two midpoints share a bucket; the search table needs finer buckets")
-    counts = np.searchsorted(bucket_of, np.arange(last - first + 1), side="left")
-    table = counts.astype(np.uint32) | np.uint32(0xFFFF << 16)
-    table[bucket_of] = counts[bucket_of].astype(np.uint32) | ((bits & 0x7FFF) << 16)
-    return table, first, zero
+    exponent, mantissa = bits >> 23, bits & MANTISSA
+    if exponent.min() <= FIRST_EXPONENT or exponent.max() >= FIRST_EXPONENT + 31:
+        raise ValueError("a midpoint lies outside the search table's binades")
+    binades = np.zeros(32, np.uint32)
+    buckets = np.zeros((2, 256), np.uint32)
+    offset = 0
+    for i in range(32):
+        inside = mantissa[exponent == FIRST_EXPONENT + i]
+        shift = 23
+        while inside.size and np.bincount(inside >> shift).max() > 2:
+            shift -= 1
+        count = 1 << (23 - shift)
+        if offset + count > 256:
+            raise ValueError("the midpoints need more than 256 buckets")
+        start = (np.uint32(FIRST_EXPONENT + i) << 23) | (np.arange(count, dtype=np.uint32) << shift)
+        for b, lo in enumerate(start):
+            found = mantissa[bits >> shift == lo >> shift]
+            t = [*found, MANTISSA, MANTISSA]
+            buckets[:, offset + b] = [np.sum(bits < lo) | t[0] << 8, t[1]]
+        binades[i] = offset | shift << 16
+        offset += count
+    return binades, buckets, zero
 
 
 SIGNED_MAP = dynamic_map(signed=True)

@@ -96,45 +96,45 @@ FA_ALWAYS_INLINE void FA_FN(update)(const FA_COEF *c, size_t len, uint32_t index
     }
 }
 
-/* out = value[code] * absmax */
+/* out = value[code] * absmax (in bulk with byte tables where the CPU has them) */
 FA_ALWAYS_INLINE void FA_FN(dequantise)(size_t len, const uint8_t *FA_RESTRICT codes,
-                                        const float *FA_RESTRICT value, float absmax,
-                                        float *FA_RESTRICT out)
+                                        const fa_qmap *q, float absmax, float *FA_RESTRICT out)
 {
-    for (size_t i = 0; i < len; i++)
-        out[i] = value[(int32_t)codes[i]] * absmax;
-}
-
-/* code = the code of x * scale under a map (nearest or stochastic, with stream s's random bits). */
-FA_ALWAYS_INLINE void FA_FN(quantise_loop)(size_t len, const float *FA_RESTRICT x, float scale,
-                                           const uint32_t *FA_RESTRICT bucket,
-                                           const float *FA_RESTRICT value, uint32_t first,
-                                           uint32_t nbuckets, uint32_t zero,
-                                           uint8_t *FA_RESTRICT codes, const int stochastic,
-                                           uint32_t key0, uint32_t key1, int s, uint32_t index)
-{
-    for (size_t i = 0; i < len; i++, index++)
-        codes[i] = (uint8_t)fa_q8_code(bucket, value, first, nbuckets, zero, x[i] * scale,
-                                       stochastic, FA_FN(random16)(key0, key1, s, index));
+    for (size_t i = fa_q8_decode_bulk(q, len, codes, absmax, out); i < len; i++)
+        out[i] = q->value[codes[i]] * absmax;
 }
 
 /*
- * The loop above as a kernel of its own, called once per block: the restrict
- * parameters of a function that is not inlined tell the compiler that the table
- * lookups (vector gathers) and the stores are independent.
+ * code = the code of x * scale under map q (nearest, or stochastic with the
+ * random bits of counter + i: the high half of its hash if high, else the low).
  */
-FA_KERNEL void FA_FN(quantise)(size_t len, const float *FA_RESTRICT x, float scale,
-                               const uint32_t *FA_RESTRICT bucket, const float *FA_RESTRICT value,
-                               uint32_t first, uint32_t nbuckets, uint32_t zero,
-                               uint8_t *FA_RESTRICT codes, int stochastic, uint32_t key0,
-                               uint32_t key1, int s, uint32_t index)
+FA_ALWAYS_INLINE void FA_FN(quantise_loop)(const fa_qmap *q, size_t start, size_t len,
+                                           const float *FA_RESTRICT x, float scale,
+                                           uint8_t *FA_RESTRICT codes, const int stochastic,
+                                           uint32_t counter, int high)
 {
+    for (size_t i = start; i < len; i++) {
+        const uint32_t r = fa_hash32(counter + (uint32_t)i);
+        codes[i] = (uint8_t)fa_q8_code(q, x[i] * scale, stochastic, high ? r >> 16 : r & 0xffffU);
+    }
+}
+
+/*
+ * The loop above as a kernel of its own, called once per block (the bulk with
+ * byte tables where the CPU has them): the restrict parameters of a function that
+ * is not inlined tell the compiler that the table lookups and the stores are
+ * independent.
+ */
+FA_KERNEL void FA_FN(quantise)(const fa_qmap *q, size_t len, const float *FA_RESTRICT x,
+                               float scale, uint8_t *FA_RESTRICT codes, int stochastic,
+                               uint32_t counter, int high)
+{
+    const size_t done = fa_q8_encode_bulk(q, len, x, scale, codes, stochastic, counter, high);
+
     if (stochastic)
-        FA_FN(quantise_loop)(len, x, scale, bucket, value, first, nbuckets, zero, codes, 1, key0,
-                             key1, s, index);
+        FA_FN(quantise_loop)(q, done, len, x, scale, codes, 1, counter, high);
     else
-        FA_FN(quantise_loop)(len, x, scale, bucket, value, first, nbuckets, zero, codes, 0, key0,
-                             key1, s, index);
+        FA_FN(quantise_loop)(q, done, len, x, scale, codes, 0, counter, high);
 }
 
 /*
@@ -152,9 +152,8 @@ FA_ALWAYS_INLINE void FA_FN(store_block)(const fa_tensor *t, int j, size_t at, s
     const int normal = a >= FLT_MIN;
 
     t->absmax[j][at / f->block] = normal || a != a ? a : 0.0f;
-    FA_FN(quantise)(len, x, normal ? 1.0f / a : 0.0f, q->bucket, q->value, q->first_bucket,
-                    q->nbuckets, q->zero, (uint8_t *)t->buf[2 + j] + at, stochastic, key0, key1,
-                    j, (uint32_t)at);
+    FA_FN(quantise)(q, len, x, normal ? 1.0f / a : 0.0f, (uint8_t *)t->buf[2 + j] + at, stochastic,
+                    (j < 2 ? key0 : key1) + (uint32_t)at, j & 1);
 }
 
 FA_ALWAYS_INLINE void FA_FN(compressed)(const fa_tensor *t, size_t begin, size_t n,
@@ -180,8 +179,8 @@ FA_ALWAYS_INLINE void FA_FN(compressed)(const fa_tensor *t, size_t begin, size_t
             s[j] = t->buf[2 + j] == NULL ? NULL : (char *)t->buf[2 + j] + at * itemsize;
             if (S == FA_STORE_Q8 && (on >> j & 1)) {
                 FA_FN(dequantise)(len, (const uint8_t *)t->buf[2 + j] + at,
-                                  f->qmap[!(FA_SIGNED >> j & 1)]->value,
-                                  t->absmax[j][at / f->block], deq[j]);
+                                  f->qmap[!(FA_SIGNED >> j & 1)], t->absmax[j][at / f->block],
+                                  deq[j]);
                 s[j] = deq[j];
             }
         }

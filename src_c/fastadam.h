@@ -82,19 +82,28 @@ typedef enum { FA_STORE_F32 = 0, FA_STORE_BF16 = 1, FA_STORE_Q8 = 2, FA_NUM_STOR
 
 /*
  * An 8-bit code map: 256 values, ascending, 0 among them at code zero (the
- * signed map has negative codes below it, the unsigned map none). Magnitudes
- * |x| <= 1 are searched with bucket[]: |x| falls in bucket
- * clamp((bits(|x|) >> 15) - first_bucket, 0, nbuckets - 1), whose entry holds,
- * in its low 16 bits, the magnitude rank (0 for value 0) of the nearest code for
- * every |x| up to the bucket's one midpoint and, in its high 16 bits, the low 15
- * bits of that midpoint (0xffff if the bucket has none): rank + (low bits of
- * |x| > them). Built and proven exact in Python (fastadam/_lowp.py).
+ * signed map has negative codes below it, the unsigned map none). The magnitude
+ * rank (0 for value 0) of the code nearest |x| <= 1 is the number of midpoints
+ * between neighbouring magnitudes below |x|, counted with a two-level table: the
+ * binade of |x| (exponent e, mantissa m) is i = clamp(e - 96, 0, 31), binade[i] =
+ * offset | shift << 16 puts |x| in bucket b = offset + (m >> shift), and
+ * bucket[0][b] = count | t1 << 8, bucket[1][b] = t2 give the midpoints below the
+ * bucket and the mantissas of the (at most two) inside it, 0x7fffff for none:
+ * rank = count + (m > t1) + (m > t2). Built and proven exact in Python
+ * (fastadam/_formats.py). fa_qmap_init fills the byte planes from these tables:
+ * plane k holds byte k of each 32-bit entry (the 8-bit kernels' vector lookups).
  */
 typedef struct {
     float value[256];
-    const uint32_t *bucket;
-    uint32_t first_bucket, nbuckets, zero;
+    uint32_t binade[32];
+    uint32_t bucket[2][256];
+    uint32_t zero;
+    uint8_t value_planes[4][256];
+    uint8_t bucket_planes[2][4][256];
 } fa_qmap;
+
+/* Fill the byte planes of q from its value and bucket tables. */
+void fa_qmap_init(fa_qmap *q);
 
 /* How the buffers of a compressed tensor are stored and rounded. */
 typedef struct {
@@ -145,5 +154,13 @@ int fa_has_openmp(void);
 
 /* The instruction set the kernels dispatch to: "avx512" (x86-64-v4), "avx2" or "baseline". */
 const char *fa_simd_level(void);
+
+/*
+ * How the 8-bit kernels look up their tables: "byte tables" (AVX-512 VBMI byte
+ * permutes) where the CPU has them, else "loads" (scalar or gathered). enable = 0
+ * forces loads (for tests); both compute the same bits.
+ */
+const char *fa_q8_lookups(void);
+void fa_q8_set_byte_tables(int enable);
 
 #endif /* FASTADAM_H */
