@@ -5,6 +5,8 @@
  *
  *   FA_ALGO                          the algorithm's name (adam)
  *   FA_COEF, FA_COEF_LOAD(k)         its coefficients in float, and their loader
+ *   FA_COEF_IS_COMMON(c),            whether c has the common options, and c with
+ *   FA_COEF_COMMON(c, common)        them as constants if common (a specialised loop)
  *   FA_ELEMENT(c, p, g, s, on)       its update of one element in float: param *p,
  *                                    gradient g, state s[j] for the bits j of on
  *   FA_SIGNED                        bitmask of the state buffers that can be
@@ -156,12 +158,12 @@ FA_ALWAYS_INLINE void FA_FN(store_block)(const fa_tensor *t, int j, size_t at, s
                     (j < 2 ? key0 : key1) + (uint32_t)at, j & 1);
 }
 
-FA_ALWAYS_INLINE void FA_FN(compressed)(const fa_tensor *t, size_t begin, size_t n,
-                                        const fa_store P, const fa_store G, const fa_store S,
+FA_ALWAYS_INLINE void FA_FN(compressed)(const fa_tensor *t, const FA_COEF *coef, size_t begin,
+                                        size_t n, const fa_store P, const fa_store G, const fa_store S,
                                         const int stochastic, const unsigned on,
-                                        const int with_copy)
+                                        const int with_copy, const int common)
 {
-    const FA_COEF c = FA_COEF_LOAD(t->coef);
+    const FA_COEF c = FA_COEF_COMMON(*coef, common);
     const uint32_t key0 = fa_hash32(t->key), key1 = fa_hash32(t->key ^ 0x9e3779b9U);
     const fa_format *f = t->format;
     const size_t chunk = S == FA_STORE_Q8 ? f->block : n;
@@ -203,6 +205,8 @@ FA_ALWAYS_INLINE void FA_FN(compressed)(const fa_tensor *t, size_t begin, size_t
     {                                                                                        \
         const int stochastic = t->format->stochastic, amsgrad = t->buf[4] != NULL;           \
         const int copy = FA_STORE_##p == FA_STORE_F32 && t->param_copy != NULL;              \
+        const FA_COEF coef = FA_COEF_LOAD(t->coef);                                          \
+        const int common = FA_COEF_IS_COMMON(&coef);                                         \
         const unsigned on = amsgrad ? 7 : 3;                                                 \
         if (copy && stochastic)                                                              \
             FA_CALL(p, g, s, 1, 1);                                                          \
@@ -214,15 +218,23 @@ FA_ALWAYS_INLINE void FA_FN(compressed)(const fa_tensor *t, size_t begin, size_t
             FA_CALL(p, g, s, 0, 0);                                                          \
     }
 
-/* A call with constant storage and flags, amsgrad (on = 7) or not (on = 3). */
+/* A call with constant storage and flags: amsgrad (on = 7) or not (on = 3), common or not. */
 #define FA_CALL(p, g, s, stochastic, copy)                                                      \
     do {                                                                                        \
         if (on == 7)                                                                            \
-            FA_FN(compressed)(t, begin, n, FA_STORE_##p, FA_STORE_##g, FA_STORE_##s, stochastic, \
-                              7, copy);                                                         \
+            FA_CALL_COMMON(p, g, s, stochastic, 7, copy);                                       \
         else                                                                                    \
-            FA_FN(compressed)(t, begin, n, FA_STORE_##p, FA_STORE_##g, FA_STORE_##s, stochastic, \
-                              3, copy);                                                         \
+            FA_CALL_COMMON(p, g, s, stochastic, 3, copy);                                       \
+    } while (0)
+
+#define FA_CALL_COMMON(p, g, s, stochastic, on, copy)                                           \
+    do {                                                                                        \
+        if (common)                                                                             \
+            FA_FN(compressed)(t, &coef, begin, n, FA_STORE_##p, FA_STORE_##g, FA_STORE_##s,      \
+                              stochastic, on, copy, 1);                                         \
+        else                                                                                    \
+            FA_FN(compressed)(t, &coef, begin, n, FA_STORE_##p, FA_STORE_##g, FA_STORE_##s,      \
+                              stochastic, on, copy, 0);                                         \
     } while (0)
 
 #define FA_COMPRESSED_STATES(p, g) \
@@ -247,6 +259,7 @@ static const fa_compressed_table FA_FN(compressed_table) = {
 #undef FA_COMPRESSED_STATES
 #undef FA_COMPRESSED_KERNEL
 #undef FA_CALL
+#undef FA_CALL_COMMON
 #undef FA_STORE
 #undef FA_LOAD
 #undef FA_PICK

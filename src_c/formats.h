@@ -52,8 +52,7 @@ FA_INLINE uint16_t fa_bf16_round(float x, const int stochastic, uint32_t random1
 {
     const uint32_t u = fa_bits(x);
     const uint32_t add = stochastic ? random16 : 0x7fffU + ((u >> 16) & 1U);
-    const uint32_t rounded = (u + add) >> 16;
-    return (uint16_t)((u & 0x7fffffffU) > 0x7f800000U ? (u >> 16) | 0x40U : rounded);
+    return (uint16_t)((x != x ? u | 0x400000U : u + add) >> 16);
 }
 
 /* The magnitude rank of the code nearest a = bits(|x|): fa_qmap's two-level table. */

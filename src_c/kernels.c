@@ -74,12 +74,16 @@ FA_INLINE size_t fa_q8_encode_bulk(const fa_qmap *q, size_t len, const float *x,
 #define FA_ALGO adam
 #define FA_COEF fa_adam_coef_f32
 #define FA_COEF_LOAD fa_adam_coef_load_f32
+#define FA_COEF_IS_COMMON fa_adam_is_common_f32
+#define FA_COEF_COMMON fa_adam_coef_common_f32
 #define FA_ELEMENT(c, p, g, s, on) fa_adam_element_f32(c, p, g, s, (on) >> 2 & 1)
 #define FA_SIGNED 1 /* exp_avg; exp_avg_sq and max_exp_avg_sq are >= 0 */
 #include "compressed_impl.h"
 #undef FA_ALGO
 #undef FA_COEF
 #undef FA_COEF_LOAD
+#undef FA_COEF_IS_COMMON
+#undef FA_COEF_COMMON
 #undef FA_ELEMENT
 #undef FA_SIGNED
 

@@ -76,6 +76,26 @@ FA_ALWAYS_INLINE FA_NAME(adam_coef) FA_NAME(adam_coef_load)(const double *k)
     return c;
 }
 
+/*
+ * Whether c has the common options: beta1 > 0.5, no L2 weight decay, not
+ * maximize. A loop specialised on them takes c through adam_coef_common, which
+ * makes those options constants, so that their selects fold away.
+ */
+FA_ALWAYS_INLINE int FA_NAME(adam_is_common)(const FA_NAME(adam_coef) *c)
+{
+    return c->small == (FA_UINT)-1 && c->l2 == 0 && c->maximize == 0;
+}
+
+FA_ALWAYS_INLINE FA_NAME(adam_coef) FA_NAME(adam_coef_common)(FA_NAME(adam_coef) c, const int common)
+{
+    if (common) {
+        c.small = (FA_UINT)-1;
+        c.l2 = 0;
+        c.maximize = 0;
+    }
+    return c;
+}
+
 /* One element: p and s = {m, v, vmax} in and out, g the gradient; amsgrad uses s[2]. */
 FA_ALWAYS_INLINE void FA_NAME(adam_element)(const FA_NAME(adam_coef) *c, FA_T *p, FA_T grad,
                                             FA_T *s, const int amsgrad)
@@ -96,15 +116,16 @@ FA_ALWAYS_INLINE void FA_NAME(adam_element)(const FA_NAME(adam_coef) *c, FA_T *p
     *p = pi - c->step_size * mi / denom;
 }
 
-FA_ALWAYS_INLINE void FA_NAME(adam_loop)(size_t n, void *const *buf, const double *k,
-                                                const int amsgrad)
+FA_ALWAYS_INLINE void FA_NAME(adam_loop)(size_t n, void *const *buf,
+                                         const FA_NAME(adam_coef) *coef, const int amsgrad,
+                                         const int common)
 {
     FA_T *FA_RESTRICT p = buf[0];
     const FA_T *FA_RESTRICT g = buf[1];
     FA_T *FA_RESTRICT m = buf[2];
     FA_T *FA_RESTRICT v = buf[3];
     FA_T *FA_RESTRICT vmax = buf[4];
-    const FA_NAME(adam_coef) c = FA_NAME(adam_coef_load)(k);
+    const FA_NAME(adam_coef) c = FA_NAME(adam_coef_common)(*coef, common);
 
     for (size_t i = 0; i < n; i++) {
         FA_T pi = p[i];
@@ -120,10 +141,17 @@ FA_ALWAYS_INLINE void FA_NAME(adam_loop)(size_t n, void *const *buf, const doubl
 
 FA_KERNEL void FA_NAME(adam)(size_t n, void *const *buf, const double *k)
 {
-    if (buf[4] != NULL)
-        FA_NAME(adam_loop)(n, buf, k, 1);
+    const FA_NAME(adam_coef) c = FA_NAME(adam_coef_load)(k);
+    const int common = FA_NAME(adam_is_common)(&c);
+
+    if (buf[4] != NULL && common)
+        FA_NAME(adam_loop)(n, buf, &c, 1, 1);
+    else if (buf[4] != NULL)
+        FA_NAME(adam_loop)(n, buf, &c, 1, 0);
+    else if (common)
+        FA_NAME(adam_loop)(n, buf, &c, 0, 1);
     else
-        FA_NAME(adam_loop)(n, buf, k, 0);
+        FA_NAME(adam_loop)(n, buf, &c, 0, 0);
 }
 
 /*
