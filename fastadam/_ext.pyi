@@ -19,7 +19,13 @@ ALL_BUFS: int
 Spec = tuple[bool | None, int, int]  # (stochastic or None: default, block_size, seed)
 
 def set_code_map(
-    number: int, values: np.ndarray, binades: np.ndarray, buckets: np.ndarray, zero: int
+    number: int,
+    values: np.ndarray,
+    zero: int,
+    nearest_binades: np.ndarray,
+    nearest_buckets: np.ndarray,
+    floor_binades: np.ndarray,
+    floor_buckets: np.ndarray,
 ) -> None: ...
 def q8_encode(number: int, x: np.ndarray, codes: np.ndarray) -> None: ...
 def set_num_threads(n: int) -> None: ...

@@ -38,11 +38,13 @@ cdef extern from "fastadam.h" nogil:
         FA_STORE_F32
         FA_STORE_BF16
         FA_STORE_Q8
-    ctypedef struct fa_qmap:
-        float value[256]
+    ctypedef struct fa_qsearch:
         uint32_t binade[32]
         uint32_t bucket[2][256]
+    ctypedef struct fa_qmap:
+        float value[256]
         uint32_t zero
+        fa_qsearch search[2]
     ctypedef struct fa_format:
         fa_store param
         fa_store grad
@@ -109,17 +111,28 @@ cdef fa_qmap _maps[2]
 cdef bint _maps_set[2]
 
 
-def set_code_map(int number, object values, object binades, object buckets, int zero):
-    """Hand the kernels map ``number`` (0: signed, 1: unsigned) and its search table."""
-    cdef cnp.ndarray v = np.ascontiguousarray(values, np.float32)
+cdef int _set_search(fa_qsearch *s, object binades, object buckets) except -1:
     cdef cnp.ndarray n = np.ascontiguousarray(binades, np.uint32)
     cdef cnp.ndarray b = np.ascontiguousarray(buckets, np.uint32)
-    if number not in (0, 1) or v.size != 256 or n.size != 32 or b.size != 512 or not 0 <= zero < 256:
-        raise ValueError("a code map has 256 values and a search table of 32 binades, 2x256 buckets")
+    if n.size != 32 or b.size != 512:
+        raise ValueError("a search table has 32 binades and 2x256 buckets")
+    memcpy(s.binade, cnp.PyArray_DATA(n), 32 * sizeof(uint32_t))
+    memcpy(s.bucket, cnp.PyArray_DATA(b), 512 * sizeof(uint32_t))
+    return 0
+
+
+def set_code_map(int number, object values, int zero, object nearest_binades,
+                 object nearest_buckets, object floor_binades, object floor_buckets):
+    """Hand the kernels map ``number`` (0: signed, 1: unsigned) and its two search
+    tables (fastadam._formats.search_table): for the nearest code and for the code
+    at or below a magnitude."""
+    cdef cnp.ndarray v = np.ascontiguousarray(values, np.float32)
+    if number not in (0, 1) or v.size != 256 or not 0 <= zero < 256:
+        raise ValueError("a code map has 256 values and the code of zero")
     memcpy(_maps[number].value, cnp.PyArray_DATA(v), 256 * sizeof(float))
-    memcpy(_maps[number].binade, cnp.PyArray_DATA(n), 32 * sizeof(uint32_t))
-    memcpy(_maps[number].bucket, cnp.PyArray_DATA(b), 512 * sizeof(uint32_t))
     _maps[number].zero = zero
+    _set_search(&_maps[number].search[0], nearest_binades, nearest_buckets)
+    _set_search(&_maps[number].search[1], floor_binades, floor_buckets)
     fa_qmap_init(&_maps[number])
     _maps_set[number] = True
 

@@ -81,28 +81,36 @@ enum { /* the memory-traffic ceiling */
 typedef enum { FA_STORE_F32 = 0, FA_STORE_BF16 = 1, FA_STORE_Q8 = 2, FA_NUM_STORES } fa_store;
 
 /*
+ * A count of thresholds below a float32 magnitude a (exponent e, mantissa m):
+ * binade i = clamp(e - 96, 0, 31) has binade[i] = offset | shift << 16, a lies
+ * in bucket b = offset + (m >> shift), and bucket[0][b] = count | t1 << 8,
+ * bucket[1][b] = t2 give the thresholds below the bucket and the mantissas of
+ * the (at most two) inside it, 0x7fffff for none: count + (m > t1) + (m > t2).
+ * planes[t][k] holds byte k of each entry of bucket[t] (for vector lookups).
+ */
+typedef struct {
+    uint32_t binade[32];
+    uint32_t bucket[2][256];
+    uint8_t planes[2][4][256];
+} fa_qsearch;
+
+/*
  * An 8-bit code map: 256 values, ascending, 0 among them at code zero (the
  * signed map has negative codes below it, the unsigned map none). The magnitude
- * rank (0 for value 0) of the code nearest |x| <= 1 is the number of midpoints
- * between neighbouring magnitudes below |x|, counted with a two-level table: the
- * binade of |x| (exponent e, mantissa m) is i = clamp(e - 96, 0, 31), binade[i] =
- * offset | shift << 16 puts |x| in bucket b = offset + (m >> shift), and
- * bucket[0][b] = count | t1 << 8, bucket[1][b] = t2 give the midpoints below the
- * bucket and the mantissas of the (at most two) inside it, 0x7fffff for none:
- * rank = count + (m > t1) + (m > t2). Built and proven exact in Python
- * (fastadam/_formats.py). fa_qmap_init fills the byte planes from these tables:
- * plane k holds byte k of each 32-bit entry (the 8-bit kernels' vector lookups).
+ * ranks (0 for value 0) of the codes around |x| <= 1 are counts of thresholds
+ * below |x|: of the midpoints between neighbouring magnitudes for the nearest
+ * (search[0]), of the magnitudes for the one not above |x| (search[1]). Built
+ * and proven exact in Python (fastadam/_formats.py). value_planes[k] holds byte
+ * k of each value.
  */
 typedef struct {
     float value[256];
-    uint32_t binade[32];
-    uint32_t bucket[2][256];
     uint32_t zero;
+    fa_qsearch search[2];
     uint8_t value_planes[4][256];
-    uint8_t bucket_planes[2][4][256];
 } fa_qmap;
 
-/* Fill the byte planes of q from its value and bucket tables. */
+/* Fill the byte planes of q from its values and search tables. */
 void fa_qmap_init(fa_qmap *q);
 
 /* How the buffers of a compressed tensor are stored and rounded. */

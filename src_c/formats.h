@@ -55,14 +55,14 @@ FA_INLINE uint16_t fa_bf16_round(float x, const int stochastic, uint32_t random1
     return (uint16_t)((x != x ? u | 0x400000U : u + add) >> 16);
 }
 
-/* The magnitude rank of the code nearest a = bits(|x|): fa_qmap's two-level table. */
-FA_INLINE uint32_t fa_q8_rank(const fa_qmap *q, uint32_t a)
+/* The number of thresholds of search s below a = bits(|x|) (fa_qsearch). */
+FA_INLINE uint32_t fa_q8_count(const fa_qsearch *s, uint32_t a)
 {
     const uint32_t e = a >> 23, m = a & 0x7fffffU;
-    const uint32_t binade = q->binade[e < 96 ? 0 : e - 96 > 31 ? 31 : e - 96];
+    const uint32_t binade = s->binade[e < 96 ? 0 : e - 96 > 31 ? 31 : e - 96];
     const uint32_t b = (binade & 0xffffU) + (m >> (binade >> 16));
-    const uint32_t entry = q->bucket[0][b];
-    return (entry & 0xffU) + (m > entry >> 8) + (m > q->bucket[1][b]);
+    const uint32_t entry = s->bucket[0][b];
+    return (entry & 0xffU) + (m > entry >> 8) + (m > s->bucket[1][b]);
 }
 
 /* The magnitude of value[code]. */
@@ -84,20 +84,14 @@ FA_INLINE uint32_t fa_q8_code(const fa_qmap *q, float x, const int stochastic, u
 {
     const uint32_t u = fa_bits(x), a = u & 0x7fffffffU, negative = u >> 31, zero = q->zero;
     const uint32_t top = 255 - zero - negative * (255 - 2 * zero); /* largest rank of x's sign */
-    uint32_t rank = fa_q8_rank(q, a);
+    uint32_t rank = fa_q8_count(&q->search[stochastic != 0], a);
     rank = rank < top ? rank : top;
     if (stochastic) {
-        /* The magnitudes of the two codes around |x|: rank and its neighbour on |x|'s side. */
-        const float mag = fa_float(a);
-        const float at = fa_q8_magnitude(q, zero + rank);
-        const uint32_t below = mag < at;
-        const uint32_t lower = rank - below;
-        const uint32_t upper = lower < top ? lower + 1 : lower;
-        const float other = fa_q8_magnitude(q, zero + (below ? lower : upper));
-        const float lo_mag = below ? other : at;
-        const float hi_mag = below ? at : other;
+        /* rank is the magnitude at or below |x|: round up to the next with its probability */
+        const uint32_t upper = rank < top ? rank + 1 : rank;
+        const float lo = fa_q8_magnitude(q, zero + rank), hi = fa_q8_magnitude(q, zero + upper);
         const float r = (float)random16 * (1.0f / 65536.0f);
-        rank = r * (hi_mag - lo_mag) < mag - lo_mag ? upper : lower;
+        rank = r * (hi - lo) < fa_float(a) - lo ? upper : rank;
     }
     rank |= (uint32_t)(rank == 0) & (uint32_t)(a != 0);
     rank = rank < top ? rank : top;

@@ -149,8 +149,9 @@ void fa_qmap_init(fa_qmap *q)
     for (int i = 0; i < 256; i++)
         for (int k = 0; k < 4; k++) {
             q->value_planes[k][i] = (uint8_t)(fa_bits(q->value[i]) >> 8 * k);
-            for (int t = 0; t < 2; t++)
-                q->bucket_planes[t][k][i] = (uint8_t)(q->bucket[t][i] >> 8 * k);
+            for (int s = 0; s < 2; s++)
+                for (int t = 0; t < 2; t++)
+                    q->search[s].planes[t][k][i] = (uint8_t)(q->search[s].bucket[t][i] >> 8 * k);
         }
 }
 

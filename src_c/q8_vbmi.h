@@ -104,11 +104,12 @@ FA_VBMI __m512i fa_vbmi_hash32(uint32_t base)
 FA_VBMI void fa_q8_encode_vbmi(const fa_qmap *q, size_t len, const float *x, float scale,
                                uint8_t *codes, const int stochastic, uint32_t counter, int high)
 {
+    const fa_qsearch *search = &q->search[stochastic != 0];
     const __m512i order = fa_lane_order();
     const __m512i zero = _mm512_set1_epi32((int)q->zero), one = _mm512_set1_epi32(1);
     const __m512i mantissa = _mm512_set1_epi32(0x7fffff), low8 = _mm512_set1_epi32(0xff);
-    const __m512i binade_lo = _mm512_loadu_si512(q->binade);
-    const __m512i binade_hi = _mm512_loadu_si512(q->binade + 16);
+    const __m512i binade_lo = _mm512_loadu_si512(search->binade);
+    const __m512i binade_hi = _mm512_loadu_si512(search->binade + 16);
 
     for (size_t i = 0; i < len; i += 64, counter += 64) {
         __m512i a[4], m[4], b[4], e1[4], e2[4], rank[4], top[4];
@@ -129,8 +130,8 @@ FA_VBMI void fa_q8_encode_vbmi(const fa_qmap *q, size_t len, const float *x, flo
                                     _mm512_srlv_epi32(m[k], _mm512_srli_epi32(binade, 16)));
         }
         const __m512i bucket = fa_vbmi_pack(b);
-        fa_vbmi_lookup(q->bucket_planes[0], 4, bucket, e1);
-        fa_vbmi_lookup(q->bucket_planes[1], 3, bucket, e2); /* t2 <= 0x7fffff */
+        fa_vbmi_lookup(search->planes[0], 4, bucket, e1);
+        fa_vbmi_lookup(search->planes[1], 3, bucket, e2); /* t2 <= 0x7fffff */
         for (int k = 0; k < 4; k++) {
             /* rank = count + (m > t1) + (m > t2), at most the largest rank of x's sign */
             __m512i r = _mm512_and_si512(e1[k], low8);
@@ -141,32 +142,28 @@ FA_VBMI void fa_q8_encode_vbmi(const fa_qmap *q, size_t len, const float *x, flo
             rank[k] = _mm512_min_epu32(r, top[k]);
         }
         if (stochastic) {
-            __m512i code[4], lower[4], upper[4];
-            __m512 at[4], other[4];
-            __mmask16 below[4];
+            /* rank is the magnitude at or below |x|: round up to the next with its probability */
+            __m512i code[4], upper[4];
+            __m512 lo[4], hi[4];
 
-            for (int k = 0; k < 4; k++)
-                code[k] = _mm512_add_epi32(zero, rank[k]);
-            fa_vbmi_magnitudes(q, code, at);
             for (int k = 0; k < 4; k++) {
-                below[k] = _mm512_cmp_ps_mask(_mm512_castsi512_ps(a[k]), at[k], _CMP_LT_OQ);
-                lower[k] = _mm512_mask_sub_epi32(rank[k], below[k], rank[k], one);
-                upper[k] = _mm512_mask_add_epi32(lower[k], _mm512_cmplt_epu32_mask(lower[k], top[k]),
-                                                 lower[k], one);
-                code[k] = _mm512_add_epi32(zero, _mm512_mask_blend_epi32(below[k], upper[k], lower[k]));
+                upper[k] = _mm512_mask_add_epi32(rank[k], _mm512_cmplt_epu32_mask(rank[k], top[k]),
+                                                 rank[k], one);
+                code[k] = _mm512_add_epi32(zero, rank[k]);
             }
-            fa_vbmi_magnitudes(q, code, other);
+            fa_vbmi_magnitudes(q, code, lo);
+            for (int k = 0; k < 4; k++)
+                code[k] = _mm512_add_epi32(zero, upper[k]);
+            fa_vbmi_magnitudes(q, code, hi);
             for (int k = 0; k < 4; k++) {
                 const __m512i bits = fa_vbmi_hash32(counter + 16 * (uint32_t)k);
                 const __m512i r16 = high ? _mm512_srli_epi32(bits, 16)
                                          : _mm512_and_si512(bits, _mm512_set1_epi32(0xffff));
                 const __m512 r = _mm512_mul_ps(_mm512_cvtepi32_ps(r16), _mm512_set1_ps(1.0f / 65536.0f));
-                const __m512 lo = _mm512_mask_blend_ps(below[k], at[k], other[k]);
-                const __m512 hi = _mm512_mask_blend_ps(below[k], other[k], at[k]);
-                const __m512 mag = _mm512_castsi512_ps(a[k]);
-                const __mmask16 up = _mm512_cmp_ps_mask(_mm512_mul_ps(r, _mm512_sub_ps(hi, lo)),
-                                                        _mm512_sub_ps(mag, lo), _CMP_LT_OQ);
-                rank[k] = _mm512_mask_blend_epi32(up, lower[k], upper[k]);
+                const __mmask16 up = _mm512_cmp_ps_mask(
+                    _mm512_mul_ps(r, _mm512_sub_ps(hi[k], lo[k])),
+                    _mm512_sub_ps(_mm512_castsi512_ps(a[k]), lo[k]), _CMP_LT_OQ);
+                rank[k] = _mm512_mask_blend_epi32(up, rank[k], upper[k]);
             }
         }
         for (int k = 0; k < 4; k++) {
