@@ -27,8 +27,9 @@
 
 /*
  * The 8-bit format's bulk lookups: with AVX-512 VBMI byte tables where the CPU
- * has them (and tests have not switched them off), 64 elements at a time. Each
- * returns how many of the len elements it did; the caller does the rest.
+ * has them (and tests have not switched them off), 64 elements at a time, in
+ * blocks of 1 << shift >= 64 elements with a factor each. Each returns how many
+ * of the len elements it did; the caller does the rest.
  */
 #if FA_DISPATCH
 #include "q8_vbmi.h"
@@ -41,27 +42,28 @@ FA_INLINE int fa_byte_tables(void)
            __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq");
 }
 
-FA_INLINE size_t fa_q8_decode_bulk(const fa_qmap *q, size_t len, const uint8_t *codes,
-                                   float absmax, float *out)
+FA_INLINE size_t fa_q8_decode_bulk(const fa_qmap *q, size_t len, unsigned shift,
+                                   const uint8_t *codes, const float *absmax, float *out)
 {
-    if (!fa_byte_tables())
+    if (shift < 6 || !fa_byte_tables())
         return 0;
-    fa_q8_decode_vbmi(q, len & ~(size_t)63, codes, absmax, out);
+    fa_q8_decode_vbmi(q, len & ~(size_t)63, shift, codes, absmax, out);
     return len & ~(size_t)63;
 }
 
-FA_INLINE size_t fa_q8_encode_bulk(const fa_qmap *q, size_t len, const float *x, float scale,
-                                   uint8_t *codes, int stochastic, uint32_t counter, int high)
+FA_INLINE size_t fa_q8_encode_bulk(const fa_qmap *q, size_t len, unsigned shift, const float *x,
+                                   const float *scale, uint8_t *codes, int stochastic,
+                                   uint32_t counter, int high)
 {
-    if (!fa_byte_tables())
+    if (shift < 6 || !fa_byte_tables())
         return 0;
-    fa_q8_encode_vbmi(q, len & ~(size_t)63, x, scale, codes, stochastic, counter, high);
+    fa_q8_encode_vbmi(q, len & ~(size_t)63, shift, x, scale, codes, stochastic, counter, high);
     return len & ~(size_t)63;
 }
 #else
 #define fa_byte_tables() 0
-#define fa_q8_decode_bulk(q, len, codes, absmax, out) ((size_t)0)
-#define fa_q8_encode_bulk(q, len, x, scale, codes, stochastic, counter, high) ((size_t)0)
+#define fa_q8_decode_bulk(q, len, shift, codes, absmax, out) ((size_t)0)
+#define fa_q8_encode_bulk(q, len, shift, x, scale, codes, stochastic, counter, high) ((size_t)0)
 #endif
 
 #define FA_T float
@@ -140,7 +142,9 @@ const fa_search_kernel fa_any_nonfinite_bf16 = fa_any_nonfinite_bf16_kernel;
 
 void fa_q8_encode(const fa_qmap *q, const float *x, size_t n, uint8_t *codes)
 {
-    for (size_t i = fa_q8_encode_bulk(q, n, x, 1.0f, codes, 0, 0, 0); i < n; i++)
+    const float one = 1.0f; /* one block of every element: x / 1 */
+
+    for (size_t i = fa_q8_encode_bulk(q, n, 63, x, &one, codes, 0, 0, 0); i < n; i++)
         codes[i] = (uint8_t)fa_q8_code(q, x[i], 0, 0);
 }
 

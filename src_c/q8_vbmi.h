@@ -58,14 +58,17 @@ FA_VBMI __m512i fa_vbmi_pack(const __m512i d[4])
     return _mm512_packus_epi16(_mm512_packus_epi32(d[0], d[1]), _mm512_packus_epi32(d[2], d[3]));
 }
 
-/* out = value[code] * absmax for len (a multiple of 64) codes. */
-FA_VBMI void fa_q8_decode_vbmi(const fa_qmap *q, size_t len, const uint8_t *codes, float absmax,
-                               float *out)
+/*
+ * out = value[code] * absmax of its block for len (a multiple of 64) codes in
+ * blocks of 1 << shift >= 64.
+ */
+FA_VBMI void fa_q8_decode_vbmi(const fa_qmap *q, size_t len, unsigned shift, const uint8_t *codes,
+                               const float *absmax, float *out)
 {
     const __m512i order = fa_lane_order();
-    const __m512 scale = _mm512_set1_ps(absmax);
 
     for (size_t i = 0; i < len; i += 64) {
+        const __m512 scale = _mm512_set1_ps(absmax[i >> shift]);
         __m512i v[4];
         fa_vbmi_lookup(q->value_planes, 4,
                        _mm512_permutexvar_epi8(order, _mm512_loadu_si512(codes + i)), v);
@@ -97,12 +100,14 @@ FA_VBMI __m512i fa_vbmi_hash32(uint32_t base)
 }
 
 /*
- * codes = fa_q8_code(q, x * scale) for len (a multiple of 64) elements; with
- * stochastic rounding, element i uses the random bits of its counter
- * counter + i (hashed, then the high half if high, else the low half).
+ * codes = fa_q8_code(q, x * scale of its block) for len (a multiple of 64)
+ * elements in blocks of 1 << shift >= 64; with stochastic rounding, element i
+ * uses the random bits of its counter counter + i (hashed, then the high half if
+ * high, else the low half).
  */
-FA_VBMI void fa_q8_encode_vbmi(const fa_qmap *q, size_t len, const float *x, float scale,
-                               uint8_t *codes, const int stochastic, uint32_t counter, int high)
+FA_VBMI void fa_q8_encode_vbmi(const fa_qmap *q, size_t len, unsigned shift, const float *x,
+                               const float *scale, uint8_t *codes, const int stochastic,
+                               uint32_t counter, int high)
 {
     const fa_qsearch *search = &q->search[stochastic != 0];
     const __m512i order = fa_lane_order();
@@ -117,7 +122,7 @@ FA_VBMI void fa_q8_encode_vbmi(const fa_qmap *q, size_t len, const float *x, flo
 
         for (int k = 0; k < 4; k++) {
             const __m512i u = _mm512_castps_si512(_mm512_mul_ps(_mm512_loadu_ps(x + i + 16 * k),
-                                                                _mm512_set1_ps(scale)));
+                                                                _mm512_set1_ps(scale[i >> shift])));
             negative[k] = _mm512_movepi32_mask(u);
             a[k] = _mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff));
             m[k] = _mm512_and_si512(a[k], mantissa);
