@@ -142,9 +142,9 @@ const fa_search_kernel fa_any_nonfinite_bf16 = fa_any_nonfinite_bf16_kernel;
 
 void fa_q8_encode(const fa_qmap *q, const float *x, size_t n, uint8_t *codes)
 {
-    const float one = 1.0f; /* one block of every element: x / 1 */
-
-    for (size_t i = fa_q8_encode_bulk(q, n, 63, x, &one, codes, 0, 0, 0); i < n; i++)
+    /* one block of every element, scale 1 */
+    for (size_t i = fa_q8_encode_bulk(q, n, 63, x, (const float[]){1.0f}, codes, 0, 0, 0); i < n;
+         i++)
         codes[i] = (uint8_t)fa_q8_code(q, x[i], 0, 0);
 }
 
