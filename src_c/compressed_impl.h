@@ -165,8 +165,14 @@ FA_ALWAYS_INLINE void FA_FN(store)(const fa_tensor *t, int j, size_t at, size_t 
 }
 
 /*
- * Elements [begin, begin + n) of the tensor, in one pass; 8-bit state in chunks
- * of FA_MAX_BLOCK elements (whole blocks), dequantised into float on the stack.
+ * 8-bit state goes in chunks of whole blocks, of this many elements or one block:
+ * small enough that a chunk's state in float, its param and grad stay in L1.
+ */
+#define FA_Q8_CHUNK ((size_t)512)
+
+/*
+ * Elements [begin, begin + n) of the tensor, in one pass; 8-bit state in chunks,
+ * dequantised into float on the stack.
  */
 FA_ALWAYS_INLINE void FA_FN(compressed)(const fa_tensor *t, const FA_COEF *coef, size_t begin,
                                         size_t n, const fa_store P, const fa_store G, const fa_store S,
@@ -176,7 +182,7 @@ FA_ALWAYS_INLINE void FA_FN(compressed)(const fa_tensor *t, const FA_COEF *coef,
     const FA_COEF c = FA_COEF_COMMON(*coef, common);
     const uint32_t key0 = fa_hash32(t->key), key1 = fa_hash32(t->key ^ 0x9e3779b9U);
     const fa_format *f = t->format;
-    const size_t chunk = S == FA_STORE_Q8 ? FA_MAX_BLOCK : n;
+    const size_t chunk = S == FA_STORE_Q8 ? (f->block > FA_Q8_CHUNK ? f->block : FA_Q8_CHUNK) : n;
     float deq[FA_MAX_STATE][FA_MAX_BLOCK]; /* 8-bit state of one chunk, in float */
 
     for (size_t at = begin; at < begin + n; at += chunk) {
@@ -269,6 +275,7 @@ static const fa_compressed_table FA_FN(compressed_table) = {
 #undef FA_COMPRESSED_KERNEL
 #undef FA_CALL
 #undef FA_CALL_COMMON
+#undef FA_Q8_CHUNK
 #undef FA_STORE
 #undef FA_LOAD
 #undef FA_PICK
