@@ -91,45 +91,50 @@ FA_ALWAYS_INLINE void FA_FN(dequantise)(const fa_qmap *q, size_t len, unsigned s
                                         const uint8_t *FA_RESTRICT codes,
                                         const float *FA_RESTRICT absmax, float *FA_RESTRICT out)
 {
-    for (size_t i = fa_q8_decode_bulk(q, len, shift, codes, absmax, out); i < len; i++)
-        out[i] = q->value[codes[i]] * absmax[i >> shift];
-}
-
-/*
- * code = the code of x * scale of its block (blocks of 1 << shift elements) under
- * map q: nearest, or stochastic with the random bits of counter + i (the high
- * half of its hash if high, else the low).
- */
-FA_ALWAYS_INLINE void FA_FN(quantise_loop)(const fa_qmap *q, size_t start, size_t len,
-                                           unsigned shift, const float *FA_RESTRICT x,
-                                           const float *FA_RESTRICT scale,
-                                           uint8_t *FA_RESTRICT codes, const int stochastic,
-                                           uint32_t counter, int high)
-{
-    for (size_t i = start; i < len; i++) {
-        const uint32_t r = fa_hash32(counter + (uint32_t)i);
-        codes[i] = (uint8_t)fa_q8_code(q, x[i] * scale[i >> shift], stochastic,
-                                       high ? r >> 16 : r & 0xffffU);
+    for (size_t i = fa_q8_decode_bulk(q, len, shift, codes, absmax, out), end; i < len; i = end) {
+        const float a = absmax[i >> shift];
+        end = ((i >> shift) + 1) << shift < len ? ((i >> shift) + 1) << shift : len;
+        for (size_t k = i; k < end; k++)
+            out[k] = q->value[(int32_t)codes[k]] * a;
     }
 }
 
 /*
- * The loop above as a kernel of its own (the bulk with byte tables where the CPU
- * has them): the restrict parameters of a function that is not inlined tell the
- * compiler that the table lookups and the stores are independent.
+ * code = the code of x * scale under map q for elements [start, end): nearest,
+ * or stochastic with the random bits of counter + i (the high half of its hash
+ * if high, else the low).
  */
-FA_KERNEL void FA_FN(quantise)(const fa_qmap *q, size_t len, unsigned shift,
+FA_ALWAYS_INLINE void FA_FN(quantise_loop)(const fa_qmap *q, size_t start, size_t end,
+                                           const float *FA_RESTRICT x, float scale,
+                                           uint8_t *FA_RESTRICT codes, const int stochastic,
+                                           uint32_t counter, int high)
+{
+    for (size_t i = start; i < end; i++) {
+        const uint32_t r = fa_hash32(counter + (uint32_t)i);
+        codes[i] = (uint8_t)fa_q8_code(q, x[i] * scale, stochastic, high ? r >> 16 : r & 0xffffU);
+    }
+}
+
+/*
+ * The loop above over len elements in blocks of 1 << shift, each with its scale,
+ * as a kernel of its own (the bulk with byte tables where the CPU has them): the
+ * restrict parameters of a function that is not inlined tell the compiler that
+ * the table lookups and the stores are independent.
+ */
+FA_KERNEL void FA_FN(quantise)(const fa_qmap *FA_RESTRICT q, size_t len, unsigned shift,
                                const float *FA_RESTRICT x, const float *FA_RESTRICT scale,
                                uint8_t *FA_RESTRICT codes, int stochastic, uint32_t counter,
                                int high)
 {
-    const size_t done =
-        fa_q8_encode_bulk(q, len, shift, x, scale, codes, stochastic, counter, high);
+    size_t i = fa_q8_encode_bulk(q, len, shift, x, scale, codes, stochastic, counter, high), end;
 
-    if (stochastic)
-        FA_FN(quantise_loop)(q, done, len, shift, x, scale, codes, 1, counter, high);
-    else
-        FA_FN(quantise_loop)(q, done, len, shift, x, scale, codes, 0, counter, high);
+    for (; i < len; i = end) {
+        end = ((i >> shift) + 1) << shift < len ? ((i >> shift) + 1) << shift : len;
+        if (stochastic)
+            FA_FN(quantise_loop)(q, i, end, x, scale[i >> shift], codes, 1, counter, high);
+        else
+            FA_FN(quantise_loop)(q, i, end, x, scale[i >> shift], codes, 0, counter, high);
+    }
 }
 
 /*

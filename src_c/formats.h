@@ -55,12 +55,15 @@ FA_INLINE uint16_t fa_bf16_round(float x, const int stochastic, uint32_t random1
     return (uint16_t)((x != x ? u | 0x400000U : u + add) >> 16);
 }
 
-/* The number of thresholds of search s below a = bits(|x|) (fa_qsearch). */
+/*
+ * The number of thresholds of search s below a = bits(|x|) (fa_qsearch). Table
+ * indices are int32_t, so that vector gathers take 16 at a time.
+ */
 FA_INLINE uint32_t fa_q8_count(const fa_qsearch *s, uint32_t a)
 {
     const uint32_t e = a >> 23, m = a & 0x7fffffU;
-    const uint32_t binade = s->binade[e < 96 ? 0 : e - 96 > 31 ? 31 : e - 96];
-    const uint32_t b = (binade & 0xffffU) + (m >> (binade >> 16));
+    const uint32_t binade = s->binade[(int32_t)(e < 96 ? 0 : e - 96 > 31 ? 31 : e - 96)];
+    const int32_t b = (int32_t)((binade & 0xffffU) + (m >> (binade >> 16)));
     const uint32_t entry = s->bucket[0][b];
     return (entry & 0xffU) + (m > entry >> 8) + (m > s->bucket[1][b]);
 }
@@ -68,7 +71,7 @@ FA_INLINE uint32_t fa_q8_count(const fa_qsearch *s, uint32_t a)
 /* The magnitude of value[code]. */
 FA_INLINE float fa_q8_magnitude(const fa_qmap *q, uint32_t code)
 {
-    return fa_float(fa_bits(q->value[code]) & 0x7fffffffU);
+    return fa_float(fa_bits(q->value[(int32_t)code]) & 0x7fffffffU);
 }
 
 /*
