@@ -50,6 +50,7 @@ def config() -> dict[str, object]:
         "numpy": np.__version__,
         "machine": platform.machine(),
         "simd": _ext.simd_level(),
+        "int8 lookups": _ext.q8_lookups(),
         "openmp": _ext.has_openmp(),
         "threads": get_num_threads(),
         "cpus available": available_cpus(),

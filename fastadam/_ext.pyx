@@ -38,12 +38,13 @@ cdef extern from "fastadam.h" nogil:
         FA_STORE_F32
         FA_STORE_BF16
         FA_STORE_Q8
+    ctypedef struct fa_qsearch:
+        uint32_t binade[32]
+        uint32_t bucket[2][256]
     ctypedef struct fa_qmap:
         float value[256]
-        const uint32_t *bucket
-        uint32_t first_bucket
-        uint32_t nbuckets
         uint32_t zero
+        fa_qsearch search[2]
     ctypedef struct fa_format:
         fa_store param
         fa_store grad
@@ -81,6 +82,9 @@ cdef extern from "fastadam.h" nogil:
     int fa_get_num_threads()
     int fa_has_openmp()
     const char *fa_simd_level()
+    const char *fa_q8_lookups()
+    void fa_q8_set_byte_tables(int enable)
+    void fa_qmap_init(fa_qmap *q)
 
 ADAM = FA_ADAM
 SGD = FA_SGD
@@ -104,21 +108,33 @@ ALL_BUFS = _ALL_BUFS
 
 # The 8-bit code maps (signed, unsigned), set once by fastadam._formats.
 cdef fa_qmap _maps[2]
-cdef list _map_tables = [None, None]
+cdef bint _maps_set[2]
 
 
-def set_code_map(int number, object values, object buckets, int first_bucket, int zero):
-    """Hand the kernels map ``number`` (0: signed, 1: unsigned) and its search table."""
-    cdef cnp.ndarray v = np.ascontiguousarray(values, np.float32)
+cdef int _set_search(fa_qsearch *s, object binades, object buckets) except -1:
+    cdef cnp.ndarray n = np.ascontiguousarray(binades, np.uint32)
     cdef cnp.ndarray b = np.ascontiguousarray(buckets, np.uint32)
-    if number not in (0, 1) or v.size != 256 or b.size < 2 or not 0 <= zero < 256:
-        raise ValueError("a code map has 256 values and a search table")
+    if n.size != 32 or b.size != 512:
+        raise ValueError("a search table has 32 binades and 2x256 buckets")
+    memcpy(s.binade, cnp.PyArray_DATA(n), 32 * sizeof(uint32_t))
+    memcpy(s.bucket, cnp.PyArray_DATA(b), 512 * sizeof(uint32_t))
+    return 0
+
+
+def set_code_map(int number, object values, int zero, object nearest_binades,
+                 object nearest_buckets, object floor_binades, object floor_buckets):
+    """Hand the kernels map ``number`` (0: signed, 1: unsigned) and its two search
+    tables (fastadam._formats.search_table): for the nearest code and for the code
+    at or below a magnitude."""
+    cdef cnp.ndarray v = np.ascontiguousarray(values, np.float32)
+    if number not in (0, 1) or v.size != 256 or not 0 <= zero < 256:
+        raise ValueError("a code map has 256 values and the code of zero")
     memcpy(_maps[number].value, cnp.PyArray_DATA(v), 256 * sizeof(float))
-    _map_tables[number] = b
-    _maps[number].bucket = <const uint32_t *>cnp.PyArray_DATA(b)
-    _maps[number].first_bucket = first_bucket
-    _maps[number].nbuckets = <uint32_t>b.size
     _maps[number].zero = zero
+    _set_search(&_maps[number].search[0], nearest_binades, nearest_buckets)
+    _set_search(&_maps[number].search[1], floor_binades, floor_buckets)
+    fa_qmap_init(&_maps[number])
+    _maps_set[number] = True
 
 
 def q8_encode(int number, object x, object codes):
@@ -130,7 +146,7 @@ def q8_encode(int number, object x, object codes):
         raise TypeError("x must be float32 and codes uint8")
     if cnp.PyArray_SIZE(a) != cnp.PyArray_SIZE(c) or number not in (0, 1):
         raise ValueError("x and codes must have one size, and number be 0 or 1")
-    if _maps[number].bucket == NULL:
+    if not _maps_set[number]:
         raise RuntimeError("the 8-bit code maps are not set (fastadam._formats sets them)")
     with nogil:
         fa_q8_encode(&_maps[number], <const float *>cnp.PyArray_DATA(a),
@@ -151,6 +167,15 @@ def has_openmp():
 
 def simd_level():
     return fa_simd_level().decode()
+
+
+def q8_lookups():
+    return fa_q8_lookups().decode()
+
+
+def set_byte_tables(bint enable):
+    """Let the 8-bit kernels use byte tables where the CPU has them (tests switch them off)."""
+    fa_q8_set_byte_tables(enable)
 
 
 # ---------------------------------------------------------------- buffer checks
@@ -302,7 +327,7 @@ cdef int _fill_format(fa_tensor *t, fa_format *f, tuple names, tuple buffers, Py
     f.block = block
     f.qmap[0] = &_maps[0]
     f.qmap[1] = &_maps[1]
-    if f.state == FA_STORE_Q8 and (_maps[0].bucket == NULL or _maps[1].bucket == NULL):
+    if f.state == FA_STORE_Q8 and not (_maps_set[0] and _maps_set[1]):
         raise RuntimeError("the 8-bit code maps are not set (fastadam._formats sets them)")
     blocks = (t.n + block - 1) // block
     for j in range(FA_MAX_STATE):

@@ -24,7 +24,7 @@ import numpy as np
 
 from . import _ext
 
-__all__ = ["BFLOAT16", "dynamic_map", "search_table"]
+__all__ = ["BFLOAT16", "dynamic_map", "search_table", "thresholds"]
 
 BFLOAT16 = np.dtype(ml_dtypes.bfloat16)
 
@@ -60,41 +60,77 @@ def dynamic_map(signed: bool) -> np.ndarray:
     return result
 
 
-def search_table(values: np.ndarray) -> tuple[np.ndarray, int, int]:
-    """The table with which the kernels find the nearest code of a magnitude.
+# The searches' binades: exponents FIRST_EXPONENT .. FIRST_EXPONENT + 31 (every smaller
+# magnitude counts as the first, every larger one as the last); per binade, buckets of
+# equal width, each holding at most two thresholds; at most 256 buckets in all.
+FIRST_EXPONENT = 96
+MANTISSA = 0x7FFFFF  # also "no threshold": no mantissa is above it
 
-    Returns ``(buckets, first_bucket, zero)``: ``zero`` is the code of 0.0; the
-    magnitudes ``values[zero:]`` have ranks 0, 1, ...; the midpoint between ranks
-    k and k+1 (exact in float64) is represented by the largest float32 ``t_k`` not
-    above it, so for a float32 ``x``, ``x > t_k`` exactly when ``x`` is past the
-    midpoint (ties go to the smaller magnitude). A float32 magnitude ``a`` lies in
-    bucket ``(bits(a) >> 15) - first_bucket`` (clamped to the table), where the
-    rank is ``(entry & 0xffff) + ((bits(a) & 0x7fff) > entry >> 16)``: the entry
-    counts the midpoints below the bucket and holds the low 15 bits of the one
-    inside it (0xffff: none). Bucket 0 lies below every midpoint, the last bucket
-    (that of 1.0) above every one. Raises if a bucket would hold two midpoints.
+
+def thresholds(values: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
+    """``(zero, nearest, floor)``: the code of 0.0 and the float32 bits of the two
+    searches' thresholds. The magnitudes ``values[zero:]`` have ranks 0, 1, ...;
+    the rank of the nearest code of a magnitude ``a`` is the number of ``nearest``
+    thresholds below ``a``: the midpoint between ranks k and k+1 (exact in
+    float64) is represented by the largest float32 ``t_k`` not above it, so for a
+    float32 ``a``, ``a > t_k`` exactly when ``a`` is past the midpoint (ties go to
+    the smaller magnitude). The rank of the largest magnitude not above ``a`` is
+    the number of ``floor`` thresholds below ``a``: each magnitude but 0, less one
+    unit in the last place.
     """
     zero = int(np.flatnonzero(values == 0)[0])
     magnitudes = values[zero:].astype(np.float64)
     middle = (magnitudes[:-1] + magnitudes[1:]) / 2
     below = middle.astype(np.float32)
     below = np.where(below > middle, np.nextafter(below, np.float32(0)), below)
-    bits = below.view(np.uint32)
-    first = int(bits[0] >> 15) - 1
-    last = int(np.float32(1.0).view(np.uint32) >> 15)
-    bucket_of = (bits >> 15).astype(np.int64) - first
-    if np.any(np.diff(bucket_of) == 0) or bucket_of[-1] >= last - first:
-        raise ValueError("two midpoints share a bucket; the search table needs finer buckets")
-    counts = np.searchsorted(bucket_of, np.arange(last - first + 1), side="left")
-    table = counts.astype(np.uint32) | np.uint32(0xFFFF << 16)
-    table[bucket_of] = counts[bucket_of].astype(np.uint32) | ((bits & 0x7FFF) << 16)
-    return table, first, zero
+    return zero, below.view(np.uint32), values[zero + 1 :].view(np.uint32) - np.uint32(1)
+
+
+def search_table(bits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The table with which the kernels count the thresholds (ascending float32 bits)
+    below a float32 magnitude ``a``, of exponent ``e`` and mantissa ``m``.
+
+    Returns ``(binades, buckets)``: binade ``i = clamp(e - FIRST_EXPONENT, 0, 31)``
+    has ``binades[i] = offset | shift << 16``, ``a`` lies in bucket ``b = offset +
+    (m >> shift)``, and ``buckets[0, b] = count | t1 << 8``, ``buckets[1, b] = t2``:
+    the number of thresholds below the bucket and the mantissas of the (up to two)
+    inside it (MANTISSA: none); the count below ``a`` is count + (m > t1) + (m > t2).
+    Raises if the thresholds need more than 256 buckets or lie outside the binades.
+    """
+    exponent, mantissa = bits >> 23, bits & MANTISSA
+    if exponent.min() <= FIRST_EXPONENT or exponent.max() >= FIRST_EXPONENT + 31:
+        raise ValueError("a threshold lies outside the search table's binades")
+    binades = np.zeros(32, np.uint32)
+    buckets = np.zeros((2, 256), np.uint32)
+    offset = 0
+    for i in range(32):
+        inside = mantissa[exponent == FIRST_EXPONENT + i]
+        shift = 23
+        while inside.size and np.bincount(inside >> shift).max() > 2:
+            shift -= 1
+        count = 1 << (23 - shift)
+        if offset + count > 256:
+            raise ValueError("the thresholds need more than 256 buckets")
+        start = (np.uint32(FIRST_EXPONENT + i) << 23) | (np.arange(count, dtype=np.uint32) << shift)
+        for b, lo in enumerate(start):
+            found = mantissa[bits >> shift == lo >> shift]
+            t = [*found, MANTISSA, MANTISSA]
+            buckets[:, offset + b] = [np.sum(bits < lo) | t[0] << 8, t[1]]
+        binades[i] = offset | shift << 16
+        offset += count
+    return binades, buckets
+
+
+def set_code_map(number: int, values: np.ndarray) -> None:
+    """Hand the kernels map ``number`` (0: signed, 1: unsigned) with its two searches."""
+    zero, nearest, floor = thresholds(values)
+    _ext.set_code_map(number, values, zero, *search_table(nearest), *search_table(floor))
 
 
 SIGNED_MAP = dynamic_map(signed=True)
 UNSIGNED_MAP = dynamic_map(signed=False)
-for _number, _values in enumerate((SIGNED_MAP, UNSIGNED_MAP)):
-    _ext.set_code_map(_number, _values, *search_table(_values))
+set_code_map(0, SIGNED_MAP)
+set_code_map(1, UNSIGNED_MAP)
 
 
 # ------------------------------------------------------------- option checks

@@ -430,13 +430,17 @@ def format_report(report: Report) -> str:
     m = report.machine
     parts = [
         f"fastadam {m['fastadam']} benchmark on {m['processor']} ({m['machine']}), "
-        f"kernels: {m['simd']}, {m['cpus available']} CPU(s), numpy {m['numpy']}"
+        f"kernels: {m['simd']}, int8 lookups: {m['int8 lookups']}, "
+        f"{m['cpus available']} CPU(s), numpy {m['numpy']}"
         + (f", torch {m['torch']}" if "torch" in m else ", torch not installed"),
-        "Adam step; time = median; GB/s = 7 x itemsize x elements / time; "
-        "% ceiling = ceiling time / time; x numpy = numpy-inplace time / time (same run)",
-        "",
-        format_table(report.results),
     ]
+    if report.results:
+        parts += [
+            "Adam step; time = median; GB/s = 7 x itemsize x elements / time; "
+            "% ceiling = ceiling time / time; x numpy = numpy-inplace time / time (same run)",
+            "",
+            format_table(report.results),
+        ]
     if report.small_calls_us:
         parts += ["", "Small calls (float32, median microseconds per call):"]
         parts += [f"  {k:28} {v:8.2f} us" for k, v in report.small_calls_us.items()]
@@ -491,6 +495,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="skip the compressed-state rows (run unless --impls narrows the comparison)",
     )
+    parser.add_argument(
+        "--only-compressed",
+        action="store_true",
+        help="only the compressed-state rows (at the largest size, at most 10 M elements)",
+    )
     parser.add_argument("--gpt2", action="store_true", help="add a step over GPT-2 small's shapes")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     parser.add_argument("--plot", metavar="FILE", help="also draw GB/s against size (plot extra)")
@@ -518,9 +527,11 @@ def main(argv: Sequence[str] | None = None) -> Report:
     if full or args.gpt2:
         model_impls = [i for i in ("ceiling", "fastadam.Adam", "torch-fused") if i in impls]
         configs += [(model_impls, GPT2_SMALL, np.float32, t) for t in args.threads]
+    if args.only_compressed:
+        configs = []
     report = Report(machine())
     report.results = run_suite(configs, args.min_time, progress=not args.quiet)
-    if not args.no_small:
+    if not args.no_small and not args.only_compressed:
         report.small_calls_us = small_calls(args.min_time)
     if not args.no_compressed and args.impls is None:
         n = min(max(sizes), 10_000_000)

@@ -5,15 +5,18 @@
  *
  *   FA_ALGO                          the algorithm's name (adam)
  *   FA_COEF, FA_COEF_LOAD(k)         its coefficients in float, and their loader
+ *   FA_COEF_IS_COMMON(c),            whether c has the common options, and c with
+ *   FA_COEF_COMMON(c, common)        them as constants if common (a specialised loop)
  *   FA_ELEMENT(c, p, g, s, on)       its update of one element in float: param *p,
  *                                    gradient g, state s[j] for the bits j of on
  *   FA_SIGNED                        bitmask of the state buffers that can be
  *                                    negative (8-bit: signed map, else unsigned)
  *
- * One pass over memory. Per block of the slice, 8-bit state is dequantised into
- * float arrays on the stack; every element is loaded, updated in float and
- * stored (bfloat16 and float32 state directly); then 8-bit state is quantised
- * with the block's new absmax. The param is updated from the float moments.
+ * One pass over memory. Per chunk of whole blocks of the slice, 8-bit state is
+ * dequantised into float arrays on the stack; every element is loaded, updated
+ * in float and stored (bfloat16 and float32 state directly); then 8-bit state is
+ * quantised with each block's new absmax. The param is updated from the float
+ * moments.
  *
  * Rounding randoms: element i (its index in the tensor) draws
  * r0 = fa_hash32(key0 + i) and r1 = fa_hash32(key1 + i); state 0 rounds with the
@@ -53,8 +56,7 @@ FA_ALWAYS_INLINE uint32_t FA_FN(random16)(uint32_t key0, uint32_t key1, int s, u
 
 /*
  * The update of len elements: param p and grad g as P and G store them, state
- * in float32 or bfloat16 as S stores it (8-bit state comes dequantised, S = F32,
- * and amax then receives the bits of its largest magnitudes: a NaN is largest).
+ * in float32 or bfloat16 as S stores it (8-bit state comes dequantised, S = F32).
  */
 FA_ALWAYS_INLINE void FA_FN(update)(const FA_COEF *c, size_t len, uint32_t index, uint32_t key0,
                                     uint32_t key1, float *FA_RESTRICT p32,
@@ -63,12 +65,9 @@ FA_ALWAYS_INLINE void FA_FN(update)(const FA_COEF *c, size_t len, uint32_t index
                                     uint16_t *FA_RESTRICT m16, float *FA_RESTRICT v32,
                                     uint16_t *FA_RESTRICT v16, float *FA_RESTRICT x32,
                                     uint16_t *FA_RESTRICT x16, uint16_t *FA_RESTRICT copy,
-                                    uint32_t *amax, const fa_store P, const fa_store G,
-                                    const fa_store S, const int stochastic, const unsigned on,
-                                    const int with_copy, const int track)
+                                    const fa_store P, const fa_store G, const fa_store S,
+                                    const int stochastic, const unsigned on, const int with_copy)
 {
-    uint32_t a0 = 0, a1 = 0, a2 = 0;
-
     for (size_t i = 0; i < len; i++, index++) {
         float pi = FA_LOAD(P, p32, p16, i);
         float s[FA_MAX_STATE] = {FA_LOAD(S, m32, m16, i), FA_LOAD(S, v32, v16, i),
@@ -81,119 +80,141 @@ FA_ALWAYS_INLINE void FA_FN(update)(const FA_COEF *c, size_t len, uint32_t index
         FA_STORE(S, v32, v16, i, s[1], 1);
         if (on & 4)
             FA_STORE(S, x32, x16, i, s[2], 2);
-        if (track) {
-            const uint32_t b0 = fa_bits(s[0]) & 0x7fffffffU, b1 = fa_bits(s[1]) & 0x7fffffffU;
-            const uint32_t b2 = fa_bits(s[2]) & 0x7fffffffU;
-            a0 = a0 < b0 ? b0 : a0;
-            a1 = a1 < b1 ? b1 : a1;
-            a2 = a2 < b2 ? b2 : a2;
-        }
-    }
-    if (track) {
-        amax[0] = a0;
-        amax[1] = a1;
-        amax[2] = a2;
     }
 }
 
-/* out = value[code] * absmax */
-FA_ALWAYS_INLINE void FA_FN(dequantise)(size_t len, const uint8_t *FA_RESTRICT codes,
-                                        const float *FA_RESTRICT value, float absmax,
-                                        float *FA_RESTRICT out)
+/*
+ * out = value[code] * absmax of its block, for len codes in blocks of 1 << shift
+ * elements (in bulk with byte tables where the CPU has them).
+ */
+FA_ALWAYS_INLINE void FA_FN(dequantise)(const fa_qmap *q, size_t len, unsigned shift,
+                                        const uint8_t *FA_RESTRICT codes,
+                                        const float *FA_RESTRICT absmax, float *FA_RESTRICT out)
 {
-    for (size_t i = 0; i < len; i++)
-        out[i] = value[(int32_t)codes[i]] * absmax;
+    for (size_t i = fa_q8_decode_bulk(q, len, shift, codes, absmax, out), end; i < len; i = end) {
+        const float a = absmax[i >> shift];
+        end = ((i >> shift) + 1) << shift < len ? ((i >> shift) + 1) << shift : len;
+        for (size_t k = i; k < end; k++)
+            out[k] = q->value[(int32_t)codes[k]] * a;
+    }
 }
 
-/* code = the code of x * scale under a map (nearest or stochastic, with stream s's random bits). */
-FA_ALWAYS_INLINE void FA_FN(quantise_loop)(size_t len, const float *FA_RESTRICT x, float scale,
-                                           const uint32_t *FA_RESTRICT bucket,
-                                           const float *FA_RESTRICT value, uint32_t first,
-                                           uint32_t nbuckets, uint32_t zero,
+/*
+ * code = the code of x * scale under map q for elements [start, end): nearest,
+ * or stochastic with the random bits of counter + i (the high half of its hash
+ * if high, else the low).
+ */
+FA_ALWAYS_INLINE void FA_FN(quantise_loop)(const fa_qmap *q, size_t start, size_t end,
+                                           const float *FA_RESTRICT x, float scale,
                                            uint8_t *FA_RESTRICT codes, const int stochastic,
-                                           uint32_t key0, uint32_t key1, int s, uint32_t index)
+                                           uint32_t counter, int high)
 {
-    for (size_t i = 0; i < len; i++, index++)
-        codes[i] = (uint8_t)fa_q8_code(bucket, value, first, nbuckets, zero, x[i] * scale,
-                                       stochastic, FA_FN(random16)(key0, key1, s, index));
+    for (size_t i = start; i < end; i++) {
+        const uint32_t r = fa_hash32(counter + (uint32_t)i);
+        codes[i] = (uint8_t)fa_q8_code(q, x[i] * scale, stochastic, high ? r >> 16 : r & 0xffffU);
+    }
 }
 
 /*
- * The loop above as a kernel of its own, called once per block: the restrict
- * parameters of a function that is not inlined tell the compiler that the table
- * lookups (vector gathers) and the stores are independent.
+ * The loop above over len elements in blocks of 1 << shift, each with its scale,
+ * as a kernel of its own (the bulk with byte tables where the CPU has them): the
+ * restrict parameters of a function that is not inlined tell the compiler that
+ * the table lookups and the stores are independent.
  */
-FA_KERNEL void FA_FN(quantise)(size_t len, const float *FA_RESTRICT x, float scale,
-                               const uint32_t *FA_RESTRICT bucket, const float *FA_RESTRICT value,
-                               uint32_t first, uint32_t nbuckets, uint32_t zero,
-                               uint8_t *FA_RESTRICT codes, int stochastic, uint32_t key0,
-                               uint32_t key1, int s, uint32_t index)
+FA_KERNEL void FA_FN(quantise)(const fa_qmap *FA_RESTRICT q, size_t len, unsigned shift,
+                               const float *FA_RESTRICT x, const float *FA_RESTRICT scale,
+                               uint8_t *FA_RESTRICT codes, int stochastic, uint32_t counter,
+                               int high)
 {
-    if (stochastic)
-        FA_FN(quantise_loop)(len, x, scale, bucket, value, first, nbuckets, zero, codes, 1, key0,
-                             key1, s, index);
-    else
-        FA_FN(quantise_loop)(len, x, scale, bucket, value, first, nbuckets, zero, codes, 0, key0,
-                             key1, s, index);
+    size_t i = fa_q8_encode_bulk(q, len, shift, x, scale, codes, stochastic, counter, high), end;
+
+    for (; i < len; i = end) {
+        end = ((i >> shift) + 1) << shift < len ? ((i >> shift) + 1) << shift : len;
+        if (stochastic)
+            FA_FN(quantise_loop)(q, i, end, x, scale[i >> shift], codes, 1, counter, high);
+        else
+            FA_FN(quantise_loop)(q, i, end, x, scale[i >> shift], codes, 0, counter, high);
+    }
 }
 
 /*
- * Quantise len elements of state j from its float values: the new absmax is the
- * largest magnitude (bits amax); below FLT_MIN the block is stored as zeros,
- * so that 1/absmax stays finite; a NaN absmax stays NaN and spoils the block.
+ * Quantise len elements of state j, from element at on (whole blocks but maybe
+ * the tensor's last), from their float values: each block's new absmax is its
+ * largest magnitude (on the bits, so a NaN is largest); below FLT_MIN the block
+ * is stored as zeros, so that 1/absmax stays finite; a NaN absmax stays NaN and
+ * spoils the block.
  */
-FA_ALWAYS_INLINE void FA_FN(store_block)(const fa_tensor *t, int j, size_t at, size_t len,
-                                         const float *FA_RESTRICT x, uint32_t amax,
-                                         const int stochastic, uint32_t key0, uint32_t key1)
+FA_ALWAYS_INLINE void FA_FN(store)(const fa_tensor *t, int j, size_t at, size_t len,
+                                   const float *FA_RESTRICT x, const int stochastic,
+                                   uint32_t key0, uint32_t key1)
 {
     const fa_format *f = t->format;
     const fa_qmap *q = f->qmap[!(FA_SIGNED >> j & 1)];
-    const float a = fa_float(amax);
-    const int normal = a >= FLT_MIN;
+    const unsigned shift = (unsigned)__builtin_ctzll(f->block);
+    float scale[FA_MAX_BLOCK];
 
-    t->absmax[j][at / f->block] = normal || a != a ? a : 0.0f;
-    FA_FN(quantise)(len, x, normal ? 1.0f / a : 0.0f, q->bucket, q->value, q->first_bucket,
-                    q->nbuckets, q->zero, (uint8_t *)t->buf[2 + j] + at, stochastic, key0, key1,
-                    j, (uint32_t)at);
+    for (size_t b = 0; b << shift < len; b++) {
+        const size_t end = (b + 1) << shift < len ? (b + 1) << shift : len;
+        uint32_t amax = 0;
+        for (size_t i = b << shift; i < end; i++) {
+            const uint32_t bits = fa_bits(x[i]) & 0x7fffffffU;
+            amax = amax < bits ? bits : amax;
+        }
+        const float a = fa_float(amax);
+        const int normal = a >= FLT_MIN;
+        t->absmax[j][(at >> shift) + b] = normal || a != a ? a : 0.0f;
+        scale[b] = normal ? 1.0f / a : 0.0f;
+    }
+    FA_FN(quantise)(q, len, shift, x, scale, (uint8_t *)t->buf[2 + j] + at, stochastic,
+                    (j < 2 ? key0 : key1) + (uint32_t)at, j & 1);
 }
 
-FA_ALWAYS_INLINE void FA_FN(compressed)(const fa_tensor *t, size_t begin, size_t n,
-                                        const fa_store P, const fa_store G, const fa_store S,
+/*
+ * 8-bit state goes in chunks of whole blocks, of this many elements or one block:
+ * small enough that a chunk's state in float, its param and grad stay in L1.
+ */
+#define FA_Q8_CHUNK ((size_t)512)
+
+/*
+ * Elements [begin, begin + n) of the tensor, in one pass; 8-bit state in chunks,
+ * dequantised into float on the stack.
+ */
+FA_ALWAYS_INLINE void FA_FN(compressed)(const fa_tensor *t, const FA_COEF *coef, size_t begin,
+                                        size_t n, const fa_store P, const fa_store G, const fa_store S,
                                         const int stochastic, const unsigned on,
-                                        const int with_copy)
+                                        const int with_copy, const int common)
 {
-    const FA_COEF c = FA_COEF_LOAD(t->coef);
+    const FA_COEF c = FA_COEF_COMMON(*coef, common);
     const uint32_t key0 = fa_hash32(t->key), key1 = fa_hash32(t->key ^ 0x9e3779b9U);
     const fa_format *f = t->format;
-    const size_t chunk = S == FA_STORE_Q8 ? f->block : n;
-    float deq[FA_MAX_STATE][FA_MAX_BLOCK]; /* 8-bit state of one block, in float */
+    const size_t chunk = S == FA_STORE_Q8 ? (f->block > FA_Q8_CHUNK ? f->block : FA_Q8_CHUNK) : n;
+    float deq[FA_MAX_STATE][FA_MAX_BLOCK]; /* 8-bit state of one chunk, in float */
 
     for (size_t at = begin; at < begin + n; at += chunk) {
         const size_t len = begin + n - at < chunk ? begin + n - at : chunk;
         void *p = (char *)t->buf[0] + at * (P == FA_STORE_BF16 ? 2 : 4);
         void *g = (char *)t->buf[1] + at * (G == FA_STORE_BF16 ? 2 : 4);
         void *s[FA_MAX_STATE];
-        uint32_t amax[FA_MAX_STATE];
 
         for (int j = 0; j < FA_MAX_STATE; j++) {
             const size_t itemsize = S == FA_STORE_BF16 ? 2 : 4;
             s[j] = t->buf[2 + j] == NULL ? NULL : (char *)t->buf[2 + j] + at * itemsize;
             if (S == FA_STORE_Q8 && (on >> j & 1)) {
-                FA_FN(dequantise)(len, (const uint8_t *)t->buf[2 + j] + at,
-                                  f->qmap[!(FA_SIGNED >> j & 1)]->value,
-                                  t->absmax[j][at / f->block], deq[j]);
+                const unsigned shift = (unsigned)__builtin_ctzll(f->block);
+                FA_FN(dequantise)(f->qmap[!(FA_SIGNED >> j & 1)], len, shift,
+                                  (const uint8_t *)t->buf[2 + j] + at, t->absmax[j] + (at >> shift),
+                                  deq[j]);
                 s[j] = deq[j];
             }
         }
         const fa_store SF = S == FA_STORE_Q8 ? FA_STORE_F32 : S; /* 8-bit: dequantised */
         FA_FN(update)(&c, len, (uint32_t)at, key0, key1, FA_PICK(P, p), FA_PICK(G, g),
                       FA_PICK(SF, s[0]), FA_PICK(SF, s[1]), FA_PICK(SF, s[2]),
-                      with_copy ? t->param_copy + at : NULL, amax, P, G, SF, stochastic, on,
-                      with_copy, S == FA_STORE_Q8);
+                      with_copy ? t->param_copy + at : NULL, P, G, SF, stochastic, on, with_copy);
         if (S == FA_STORE_Q8)
             for (int j = 0; j < FA_MAX_STATE; j++)
                 if (on >> j & 1)
-                    FA_FN(store_block)(t, j, at, len, deq[j], amax[j], stochastic, key0, key1);
+                    FA_FN(store)(t, j, at, len, deq[j], stochastic, key0, key1);
     }
 }
 
@@ -204,6 +225,8 @@ FA_ALWAYS_INLINE void FA_FN(compressed)(const fa_tensor *t, size_t begin, size_t
     {                                                                                        \
         const int stochastic = t->format->stochastic, amsgrad = t->buf[4] != NULL;           \
         const int copy = FA_STORE_##p == FA_STORE_F32 && t->param_copy != NULL;              \
+        const FA_COEF coef = FA_COEF_LOAD(t->coef);                                          \
+        const int common = FA_COEF_IS_COMMON(&coef);                                         \
         const unsigned on = amsgrad ? 7 : 3;                                                 \
         if (copy && stochastic)                                                              \
             FA_CALL(p, g, s, 1, 1);                                                          \
@@ -215,15 +238,23 @@ FA_ALWAYS_INLINE void FA_FN(compressed)(const fa_tensor *t, size_t begin, size_t
             FA_CALL(p, g, s, 0, 0);                                                          \
     }
 
-/* A call with constant storage and flags, amsgrad (on = 7) or not (on = 3). */
+/* A call with constant storage and flags: amsgrad (on = 7) or not (on = 3), common or not. */
 #define FA_CALL(p, g, s, stochastic, copy)                                                      \
     do {                                                                                        \
         if (on == 7)                                                                            \
-            FA_FN(compressed)(t, begin, n, FA_STORE_##p, FA_STORE_##g, FA_STORE_##s, stochastic, \
-                              7, copy);                                                         \
+            FA_CALL_COMMON(p, g, s, stochastic, 7, copy);                                       \
         else                                                                                    \
-            FA_FN(compressed)(t, begin, n, FA_STORE_##p, FA_STORE_##g, FA_STORE_##s, stochastic, \
-                              3, copy);                                                         \
+            FA_CALL_COMMON(p, g, s, stochastic, 3, copy);                                       \
+    } while (0)
+
+#define FA_CALL_COMMON(p, g, s, stochastic, on, copy)                                           \
+    do {                                                                                        \
+        if (common)                                                                             \
+            FA_FN(compressed)(t, &coef, begin, n, FA_STORE_##p, FA_STORE_##g, FA_STORE_##s,      \
+                              stochastic, on, copy, 1);                                         \
+        else                                                                                    \
+            FA_FN(compressed)(t, &coef, begin, n, FA_STORE_##p, FA_STORE_##g, FA_STORE_##s,      \
+                              stochastic, on, copy, 0);                                         \
     } while (0)
 
 #define FA_COMPRESSED_STATES(p, g) \
@@ -248,6 +279,8 @@ static const fa_compressed_table FA_FN(compressed_table) = {
 #undef FA_COMPRESSED_STATES
 #undef FA_COMPRESSED_KERNEL
 #undef FA_CALL
+#undef FA_CALL_COMMON
+#undef FA_Q8_CHUNK
 #undef FA_STORE
 #undef FA_LOAD
 #undef FA_PICK

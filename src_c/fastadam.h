@@ -81,20 +81,37 @@ enum { /* the memory-traffic ceiling */
 typedef enum { FA_STORE_F32 = 0, FA_STORE_BF16 = 1, FA_STORE_Q8 = 2, FA_NUM_STORES } fa_store;
 
 /*
+ * A count of thresholds below a float32 magnitude a (exponent e, mantissa m):
+ * binade i = clamp(e - 96, 0, 31) has binade[i] = offset | shift << 16, a lies
+ * in bucket b = offset + (m >> shift), and bucket[0][b] = count | t1 << 8,
+ * bucket[1][b] = t2 give the thresholds below the bucket and the mantissas of
+ * the (at most two) inside it, 0x7fffff for none: count + (m > t1) + (m > t2).
+ * planes[t][k] holds byte k of each entry of bucket[t] (for vector lookups).
+ */
+typedef struct {
+    uint32_t binade[32];
+    uint32_t bucket[2][256];
+    uint8_t planes[2][4][256];
+} fa_qsearch;
+
+/*
  * An 8-bit code map: 256 values, ascending, 0 among them at code zero (the
- * signed map has negative codes below it, the unsigned map none). Magnitudes
- * |x| <= 1 are searched with bucket[]: |x| falls in bucket
- * clamp((bits(|x|) >> 15) - first_bucket, 0, nbuckets - 1), whose entry holds,
- * in its low 16 bits, the magnitude rank (0 for value 0) of the nearest code for
- * every |x| up to the bucket's one midpoint and, in its high 16 bits, the low 15
- * bits of that midpoint (0xffff if the bucket has none): rank + (low bits of
- * |x| > them). Built and proven exact in Python (fastadam/_lowp.py).
+ * signed map has negative codes below it, the unsigned map none). The magnitude
+ * ranks (0 for value 0) of the codes around |x| <= 1 are counts of thresholds
+ * below |x|: of the midpoints between neighbouring magnitudes for the nearest
+ * (search[0]), of the magnitudes for the one not above |x| (search[1]). Built
+ * and proven exact in Python (fastadam/_formats.py). value_planes[k] holds byte
+ * k of each value.
  */
 typedef struct {
     float value[256];
-    const uint32_t *bucket;
-    uint32_t first_bucket, nbuckets, zero;
+    uint32_t zero;
+    fa_qsearch search[2];
+    uint8_t value_planes[4][256];
 } fa_qmap;
+
+/* Fill the byte planes of q from its values and search tables. */
+void fa_qmap_init(fa_qmap *q);
 
 /* How the buffers of a compressed tensor are stored and rounded. */
 typedef struct {
@@ -145,5 +162,13 @@ int fa_has_openmp(void);
 
 /* The instruction set the kernels dispatch to: "avx512" (x86-64-v4), "avx2" or "baseline". */
 const char *fa_simd_level(void);
+
+/*
+ * How the 8-bit kernels look up their tables: "byte tables" (AVX-512 VBMI byte
+ * permutes) where the CPU has them, else "loads" (scalar or gathered). enable = 0
+ * forces loads (for tests); both compute the same bits.
+ */
+const char *fa_q8_lookups(void);
+void fa_q8_set_byte_tables(int enable);
 
 #endif /* FASTADAM_H */

@@ -52,44 +52,49 @@ FA_INLINE uint16_t fa_bf16_round(float x, const int stochastic, uint32_t random1
 {
     const uint32_t u = fa_bits(x);
     const uint32_t add = stochastic ? random16 : 0x7fffU + ((u >> 16) & 1U);
-    const uint32_t rounded = (u + add) >> 16;
-    return (uint16_t)((u & 0x7fffffffU) > 0x7f800000U ? (u >> 16) | 0x40U : rounded);
+    return (uint16_t)((x != x ? u | 0x400000U : u + add) >> 16);
+}
+
+/*
+ * The number of thresholds of search s below a = bits(|x|) (fa_qsearch). Table
+ * indices are int32_t, so that vector gathers take 16 at a time.
+ */
+FA_INLINE uint32_t fa_q8_count(const fa_qsearch *s, uint32_t a)
+{
+    const uint32_t e = a >> 23, m = a & 0x7fffffU;
+    const uint32_t binade = s->binade[(int32_t)(e < 96 ? 0 : e - 96 > 31 ? 31 : e - 96)];
+    const int32_t b = (int32_t)((binade & 0xffffU) + (m >> (binade >> 16)));
+    const uint32_t entry = s->bucket[0][b];
+    return (entry & 0xffU) + (m > entry >> 8) + (m > s->bucket[1][b]);
+}
+
+/* The magnitude of value[code]. */
+FA_INLINE float fa_q8_magnitude(const fa_qmap *q, uint32_t code)
+{
+    return fa_float(fa_bits(q->value[(int32_t)code]) & 0x7fffffffU);
 }
 
 /*
  * The 8-bit code of x (a state value divided by its block's absmax, so |x| <= 1
- * up to rounding) under a map (fa_qmap's fields, passed apart so that the
- * caller's loop keeps them in registers): the nearest code, ties to the smaller
- * magnitude, or with stochastic rounding one of the two codes around x, the
- * upper with probability (|x| - lower) / (upper - lower). A nonzero x never
- * gets code zero (nor the other sign): it gets at least the smallest code of
- * its sign. NaN gets the largest code, so its block's NaN absmax spreads.
+ * up to rounding) under map q: the nearest code, ties to the smaller magnitude,
+ * or with stochastic rounding one of the two codes around x, the upper with
+ * probability (|x| - lower) / (upper - lower). A nonzero x never gets code zero
+ * (nor the other sign): it gets at least the smallest code of its sign. NaN gets
+ * the largest code, so its block's NaN absmax spreads. (src_c/q8_vbmi.h computes
+ * the same, 64 codes at a time.)
  */
-FA_INLINE uint32_t fa_q8_code(const uint32_t *bucket, const float *value, uint32_t first,
-                              uint32_t nbuckets, uint32_t zero, float x, const int stochastic,
-                              uint32_t random16)
+FA_INLINE uint32_t fa_q8_code(const fa_qmap *q, float x, const int stochastic, uint32_t random16)
 {
-    const uint32_t u = fa_bits(x), a = u & 0x7fffffffU, negative = u >> 31;
-    const uint32_t b = a >> 15;
-    const uint32_t lo = b < first ? 0 : b - first;
-    /* (int32_t): 32-bit indices, so that vector gathers take 16 at a time */
-    const uint32_t entry = bucket[(int32_t)(lo < nbuckets ? lo : nbuckets - 1)];
+    const uint32_t u = fa_bits(x), a = u & 0x7fffffffU, negative = u >> 31, zero = q->zero;
     const uint32_t top = 255 - zero - negative * (255 - 2 * zero); /* largest rank of x's sign */
-    uint32_t rank = (entry & 0xffffU) + ((a & 0x7fffU) > (entry >> 16));
+    uint32_t rank = fa_q8_count(&q->search[stochastic != 0], a);
     rank = rank < top ? rank : top;
     if (stochastic) {
-        /* The magnitudes of the two codes around |x|: rank and its neighbour on |x|'s side. */
-        const float mag = fa_float(a);
-        const float at = fa_float(fa_bits(value[(int32_t)(zero + rank)]) & 0x7fffffffU);
-        const uint32_t below = mag < at;
-        const uint32_t lower = rank - below;
-        const uint32_t upper = lower < top ? lower + 1 : lower;
-        const uint32_t other_code = zero + (below ? lower : upper);
-        const float other = fa_float(fa_bits(value[(int32_t)other_code]) & 0x7fffffffU);
-        const float lo_mag = below ? other : at;
-        const float hi_mag = below ? at : other;
+        /* rank is the magnitude at or below |x|: round up to the next with its probability */
+        const uint32_t upper = rank < top ? rank + 1 : rank;
+        const float lo = fa_q8_magnitude(q, zero + rank), hi = fa_q8_magnitude(q, zero + upper);
         const float r = (float)random16 * (1.0f / 65536.0f);
-        rank = r * (hi_mag - lo_mag) < mag - lo_mag ? upper : lower;
+        rank = r * (hi - lo) < fa_float(a) - lo ? upper : rank;
     }
     rank |= (uint32_t)(rank == 0) & (uint32_t)(a != 0);
     rank = rank < top ? rank : top;

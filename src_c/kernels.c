@@ -25,6 +25,47 @@
 
 #include "formats.h"
 
+/*
+ * The 8-bit format's bulk lookups: with AVX-512 VBMI byte tables where the CPU
+ * has them (and tests have not switched them off), 64 elements at a time, in
+ * blocks of 1 << shift >= 64 elements with a factor each. Each returns how many
+ * of the len elements it did; the caller does the rest.
+ */
+#if FA_DISPATCH
+#include "q8_vbmi.h"
+
+static int fa_byte_tables_enabled = 1;
+
+FA_INLINE int fa_byte_tables(void)
+{
+    return fa_byte_tables_enabled && __builtin_cpu_supports("avx512vbmi") &&
+           __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq");
+}
+
+FA_INLINE size_t fa_q8_decode_bulk(const fa_qmap *q, size_t len, unsigned shift,
+                                   const uint8_t *codes, const float *absmax, float *out)
+{
+    if (shift < 6 || !fa_byte_tables())
+        return 0;
+    fa_q8_decode_vbmi(q, len & ~(size_t)63, shift, codes, absmax, out);
+    return len & ~(size_t)63;
+}
+
+FA_INLINE size_t fa_q8_encode_bulk(const fa_qmap *q, size_t len, unsigned shift, const float *x,
+                                   const float *scale, uint8_t *codes, int stochastic,
+                                   uint32_t counter, int high)
+{
+    if (shift < 6 || !fa_byte_tables())
+        return 0;
+    fa_q8_encode_vbmi(q, len & ~(size_t)63, shift, x, scale, codes, stochastic, counter, high);
+    return len & ~(size_t)63;
+}
+#else
+#define fa_byte_tables() 0
+#define fa_q8_decode_bulk(q, len, shift, codes, absmax, out) ((size_t)0)
+#define fa_q8_encode_bulk(q, len, shift, x, scale, codes, stochastic, counter, high) ((size_t)0)
+#endif
+
 #define FA_T float
 #define FA_UINT uint32_t
 #define FA_SQRT sqrtf
@@ -35,12 +76,16 @@
 #define FA_ALGO adam
 #define FA_COEF fa_adam_coef_f32
 #define FA_COEF_LOAD fa_adam_coef_load_f32
+#define FA_COEF_IS_COMMON fa_adam_is_common_f32
+#define FA_COEF_COMMON fa_adam_coef_common_f32
 #define FA_ELEMENT(c, p, g, s, on) fa_adam_element_f32(c, p, g, s, (on) >> 2 & 1)
 #define FA_SIGNED 1 /* exp_avg; exp_avg_sq and max_exp_avg_sq are >= 0 */
 #include "compressed_impl.h"
 #undef FA_ALGO
 #undef FA_COEF
 #undef FA_COEF_LOAD
+#undef FA_COEF_IS_COMMON
+#undef FA_COEF_COMMON
 #undef FA_ELEMENT
 #undef FA_SIGNED
 
@@ -97,9 +142,21 @@ const fa_search_kernel fa_any_nonfinite_bf16 = fa_any_nonfinite_bf16_kernel;
 
 void fa_q8_encode(const fa_qmap *q, const float *x, size_t n, uint8_t *codes)
 {
-    for (size_t i = 0; i < n; i++)
-        codes[i] = (uint8_t)fa_q8_code(q->bucket, q->value, q->first_bucket, q->nbuckets, q->zero,
-                                       x[i], 0, 0);
+    /* one block of every element, scale 1 */
+    for (size_t i = fa_q8_encode_bulk(q, n, 63, x, (const float[]){1.0f}, codes, 0, 0, 0); i < n;
+         i++)
+        codes[i] = (uint8_t)fa_q8_code(q, x[i], 0, 0);
+}
+
+void fa_qmap_init(fa_qmap *q)
+{
+    for (int i = 0; i < 256; i++)
+        for (int k = 0; k < 4; k++) {
+            q->value_planes[k][i] = (uint8_t)(fa_bits(q->value[i]) >> 8 * k);
+            for (int s = 0; s < 2; s++)
+                for (int t = 0; t < 2; t++)
+                    q->search[s].planes[t][k][i] = (uint8_t)(q->search[s].bucket[t][i] >> 8 * k);
+        }
 }
 
 uint32_t fa_rounding_key(uint32_t seed, uint64_t tensor, uint64_t step)
@@ -122,4 +179,18 @@ const char *fa_simd_level(void)
         return "avx2";
 #endif
     return "baseline";
+}
+
+const char *fa_q8_lookups(void)
+{
+    return fa_byte_tables() ? "byte tables (avx512vbmi)" : "loads";
+}
+
+void fa_q8_set_byte_tables(int enable)
+{
+#if FA_DISPATCH
+    fa_byte_tables_enabled = enable;
+#else
+    (void)enable;
+#endif
 }

@@ -77,18 +77,33 @@ FA_ALWAYS_INLINE FA_NAME(adam_coef) FA_NAME(adam_coef_load)(const double *k)
 }
 
 /*
- * One element: p and s = {m, v, vmax} in and out, g the gradient; amsgrad uses s[2].
- * plain (a constant): the caller knows there is no L2 decay, no maximize and
- * 1-b1 < 0.5, so the selects of those options can go (the same bits, less work).
+ * Whether c has the common options: beta1 > 0.5, no L2 weight decay, not
+ * maximize. A loop specialised on them takes c through adam_coef_common, which
+ * makes those options constants, so that their selects fold away.
  */
-FA_ALWAYS_INLINE void FA_NAME(adam_update)(const FA_NAME(adam_coef) *c, FA_T *p, FA_T grad,
-                                           FA_T *s, const int amsgrad, const int plain)
+FA_ALWAYS_INLINE int FA_NAME(adam_is_common)(const FA_NAME(adam_coef) *c)
+{
+    return c->small == (FA_UINT)-1 && c->l2 == 0 && c->maximize == 0;
+}
+
+FA_ALWAYS_INLINE FA_NAME(adam_coef) FA_NAME(adam_coef_common)(FA_NAME(adam_coef) c, const int common)
+{
+    if (common) {
+        c.small = (FA_UINT)-1;
+        c.l2 = 0;
+        c.maximize = 0;
+    }
+    return c;
+}
+
+/* One element: p and s = {m, v, vmax} in and out, g the gradient; amsgrad uses s[2]. */
+FA_ALWAYS_INLINE void FA_NAME(adam_element)(const FA_NAME(adam_coef) *c, FA_T *p, FA_T grad,
+                                            FA_T *s, const int amsgrad)
 {
     const FA_T pi = FA_NAME(select)(c->decoupled, *p * c->param_scale, *p);
-    const FA_T g = plain ? grad : FA_NAME(select)(c->maximize, -grad, grad);
-    const FA_T gi = plain ? g : FA_NAME(select)(c->l2, g + c->weight_decay * *p, g);
-    const FA_T mi = plain ? FA_NAME(lerp)(s[0], gi, c->w1, 1)
-                          : FA_NAME(lerp_select)(s[0], gi, c->w1, c->small);
+    const FA_T g = FA_NAME(select)(c->maximize, -grad, grad);
+    const FA_T gi = FA_NAME(select)(c->l2, g + c->weight_decay * *p, g);
+    const FA_T mi = FA_NAME(lerp_select)(s[0], gi, c->w1, c->small);
     const FA_T vi = s[1] * c->beta2 + c->w2 * gi * gi;
     FA_T denom_v = vi;
     if (amsgrad) {
@@ -101,27 +116,21 @@ FA_ALWAYS_INLINE void FA_NAME(adam_update)(const FA_NAME(adam_coef) *c, FA_T *p,
     *p = pi - c->step_size * mi / denom;
 }
 
-FA_ALWAYS_INLINE void FA_NAME(adam_element)(const FA_NAME(adam_coef) *c, FA_T *p, FA_T grad,
-                                            FA_T *s, const int amsgrad)
-{
-    FA_NAME(adam_update)(c, p, grad, s, amsgrad, 0);
-}
-
 FA_ALWAYS_INLINE void FA_NAME(adam_loop)(size_t n, void *const *buf,
                                          const FA_NAME(adam_coef) *coef, const int amsgrad,
-                                         const int plain)
+                                         const int common)
 {
     FA_T *FA_RESTRICT p = buf[0];
     const FA_T *FA_RESTRICT g = buf[1];
     FA_T *FA_RESTRICT m = buf[2];
     FA_T *FA_RESTRICT v = buf[3];
     FA_T *FA_RESTRICT vmax = buf[4];
-    const FA_NAME(adam_coef) c = *coef;
+    const FA_NAME(adam_coef) c = FA_NAME(adam_coef_common)(*coef, common);
 
     for (size_t i = 0; i < n; i++) {
         FA_T pi = p[i];
         FA_T s[3] = {m[i], v[i], amsgrad ? vmax[i] : 0};
-        FA_NAME(adam_update)(&c, &pi, g[i], s, amsgrad, plain);
+        FA_NAME(adam_element)(&c, &pi, g[i], s, amsgrad);
         m[i] = s[0];
         v[i] = s[1];
         if (amsgrad)
@@ -130,17 +139,16 @@ FA_ALWAYS_INLINE void FA_NAME(adam_loop)(size_t n, void *const *buf,
     }
 }
 
-/* The loop with its options as constants: amsgrad, and plain (see adam_update) or not. */
 FA_KERNEL void FA_NAME(adam)(size_t n, void *const *buf, const double *k)
 {
     const FA_NAME(adam_coef) c = FA_NAME(adam_coef_load)(k);
-    const int amsgrad = buf[4] != NULL, plain = !c.l2 && !c.maximize && c.small;
+    const int common = FA_NAME(adam_is_common)(&c);
 
-    if (amsgrad && plain)
+    if (buf[4] != NULL && common)
         FA_NAME(adam_loop)(n, buf, &c, 1, 1);
-    else if (amsgrad)
+    else if (buf[4] != NULL)
         FA_NAME(adam_loop)(n, buf, &c, 1, 0);
-    else if (plain)
+    else if (common)
         FA_NAME(adam_loop)(n, buf, &c, 0, 1);
     else
         FA_NAME(adam_loop)(n, buf, &c, 0, 0);

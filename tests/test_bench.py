@@ -67,6 +67,22 @@ def test_cli_reports_table_and_json(tmp_path, capsys):
     assert by["fastadam"].gbps == pytest.approx(7 * 4 * 2000 / by["fastadam"].seconds / 1e9)
 
 
+def test_cli_only_compressed_rows(capsys):
+    report = bench.main(
+        ["--only-compressed", "--sizes", "4096", "--threads", "1", "--min-time", "0", "--quiet"]
+    )
+    text = capsys.readouterr().out
+    assert report.results == []
+    assert report.small_calls_us == {}
+    assert [r.format for r in report.compressed][:3] == [
+        "float32/float32/float32",
+        "float32/float32/bfloat16",
+        "float32/float32/int8",
+    ]
+    assert "% ceiling" not in text
+    assert "float32/float32/int8" in text
+
+
 def test_gpt2_small_shapes():
     assert len(bench.GPT2_SMALL) == 148
     assert sum(int(np.prod(s)) for s in bench.GPT2_SMALL) == 124_439_808
