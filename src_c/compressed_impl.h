@@ -93,7 +93,7 @@ FA_ALWAYS_INLINE void FA_FN(dequantise)(const fa_qmap *q, size_t len, unsigned s
 {
     for (size_t i = fa_q8_decode_bulk(q, len, shift, codes, absmax, out), end; i < len; i = end) {
         const float a = absmax[i >> shift];
-        end = ((i >> shift) + 1) << shift < len ? ((i >> shift) + 1) << shift : len;
+        end = fa_block_end(i, shift, len);
         for (size_t k = i; k < end; k++)
             out[k] = q->value[(int32_t)codes[k]] * a;
     }
@@ -129,7 +129,7 @@ FA_KERNEL void FA_FN(quantise)(const fa_qmap *FA_RESTRICT q, size_t len, unsigne
     size_t i = fa_q8_encode_bulk(q, len, shift, x, scale, codes, stochastic, counter, high), end;
 
     for (; i < len; i = end) {
-        end = ((i >> shift) + 1) << shift < len ? ((i >> shift) + 1) << shift : len;
+        end = fa_block_end(i, shift, len);
         if (stochastic)
             FA_FN(quantise_loop)(q, i, end, x, scale[i >> shift], codes, 1, counter, high);
         else
@@ -154,7 +154,7 @@ FA_ALWAYS_INLINE void FA_FN(store)(const fa_tensor *t, int j, size_t at, size_t 
     float scale[FA_MAX_BLOCK];
 
     for (size_t b = 0; b << shift < len; b++) {
-        const size_t end = (b + 1) << shift < len ? (b + 1) << shift : len;
+        const size_t end = fa_block_end(b << shift, shift, len);
         uint32_t amax = 0;
         for (size_t i = b << shift; i < end; i++) {
             const uint32_t bits = fa_bits(x[i]) & 0x7fffffffU;

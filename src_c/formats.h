@@ -68,6 +68,13 @@ FA_INLINE uint32_t fa_q8_count(const fa_qsearch *s, uint32_t a)
     return (entry & 0xffU) + (m > entry >> 8) + (m > s->bucket[1][b]);
 }
 
+/* The end of the block of 1 << shift elements that holds element i, at most len. */
+FA_INLINE size_t fa_block_end(size_t i, unsigned shift, size_t len)
+{
+    const size_t end = ((i >> shift) + 1) << shift;
+    return end < len ? end : len;
+}
+
 /* The magnitude of value[code]. */
 FA_INLINE float fa_q8_magnitude(const fa_qmap *q, uint32_t code)
 {
