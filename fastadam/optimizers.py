@@ -519,10 +519,12 @@ class Optimizer:
         saved = next((entry[s] for s in self._slots if s in entry), None)
         if not self._formats or not isinstance(saved, np.ndarray):
             return None
-        allowed = {param.dtype, *_formats.STATE_STORAGE.values()}
-        if param.dtype == np.float64:
-            allowed = {param.dtype}
-        return saved.dtype if saved.dtype in allowed else None
+        dtype = saved.dtype
+        if dtype == param.dtype:
+            return dtype
+        if param.dtype != np.float64 and dtype in _formats.STATE_STORAGE.values():
+            return dtype
+        return None
 
     def __repr__(self) -> str:
         lines = [f"{type(self).__name__} ("]
