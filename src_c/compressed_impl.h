@@ -55,20 +55,31 @@ FA_ALWAYS_INLINE uint32_t FA_FN(random16)(uint32_t key0, uint32_t key1, int s, u
     } while (0)
 
 /*
- * The update of len elements: param p and grad g as P and G store them, state
- * in float32 or bfloat16 as S stores it (8-bit state comes dequantised, S = F32).
+ * The buffers and constant flags of an update, as parameters and as arguments:
+ * param p and grad g as P and G store them, state in float32 or bfloat16 as S
+ * stores it (one pointer of each pair is NULL), the bfloat16 param copy if
+ * with_copy, stochastic or nearest rounding, the state buffers on.
  */
-FA_ALWAYS_INLINE void FA_FN(update)(const FA_COEF *c, size_t len, uint32_t index, uint32_t key0,
-                                    uint32_t key1, float *FA_RESTRICT p32,
-                                    uint16_t *FA_RESTRICT p16, const float *FA_RESTRICT g32,
-                                    const uint16_t *FA_RESTRICT g16, float *FA_RESTRICT m32,
-                                    uint16_t *FA_RESTRICT m16, float *FA_RESTRICT v32,
-                                    uint16_t *FA_RESTRICT v16, float *FA_RESTRICT x32,
-                                    uint16_t *FA_RESTRICT x16, uint16_t *FA_RESTRICT copy,
-                                    const fa_store P, const fa_store G, const fa_store S,
-                                    const int stochastic, const unsigned on, const int with_copy)
+#define FA_UPDATE_PARAMS                                                                       \
+    uint32_t key0, uint32_t key1, float *FA_RESTRICT p32, uint16_t *FA_RESTRICT p16,           \
+        const float *FA_RESTRICT g32, const uint16_t *FA_RESTRICT g16, float *FA_RESTRICT m32, \
+        uint16_t *FA_RESTRICT m16, float *FA_RESTRICT v32, uint16_t *FA_RESTRICT v16,          \
+        float *FA_RESTRICT x32, uint16_t *FA_RESTRICT x16, uint16_t *FA_RESTRICT copy,         \
+        const fa_store P, const fa_store G, const fa_store S, const int stochastic,            \
+        const unsigned on, const int with_copy
+#define FA_UPDATE_ARGS                                                                         \
+    key0, key1, p32, p16, g32, g16, m32, m16, v32, v16, x32, x16, copy, P, G, S, stochastic, on, \
+        with_copy
+
+/*
+ * The update of elements [from, to) (8-bit state comes dequantised, S = F32);
+ * element i draws the random bits of index base + i (FA_STORE reads index).
+ */
+FA_ALWAYS_INLINE void FA_FN(update_run)(const FA_COEF *c, size_t from, size_t to, uint32_t base,
+                                        FA_UPDATE_PARAMS)
 {
-    for (size_t i = 0; i < len; i++, index++) {
+    for (size_t i = from; i < to; i++) {
+        const uint32_t index = base + (uint32_t)i;
         float pi = FA_LOAD(P, p32, p16, i);
         float s[FA_MAX_STATE] = {FA_LOAD(S, m32, m16, i), FA_LOAD(S, v32, v16, i),
                                  on & 4 ? FA_LOAD(S, x32, x16, i) : 0.0f};
@@ -81,6 +92,49 @@ FA_ALWAYS_INLINE void FA_FN(update)(const FA_COEF *c, size_t len, uint32_t index
         if (on & 4)
             FA_STORE(S, x32, x16, i, s[2], 2);
     }
+}
+
+/*
+ * Software prefetch for float32 params with bfloat16 state: FA_PREFETCH_BYTES
+ * ahead in the float32 buffers (as many elements ahead in the others), once per
+ * FA_PREFETCH_STRIDE elements. With buffers of two element sizes the hardware
+ * prefetchers alone leave one core well short of the memory bandwidth (over 10 M
+ * elements, 1.06x the float32-state step instead of 1.3x). Float32 state, 8-bit
+ * state (in L1-sized chunks) and bfloat16 params (compute-bound) do not gain.
+ */
+#define FA_PREFETCH_BYTES ((size_t)4096)
+#define FA_PREFETCH_STRIDE ((size_t)32)
+
+/* Prefetch the stride of buffer b (elements of size bytes) that starts at element i. */
+#define FA_PREFETCH(b, i, size)                                                                \
+    do {                                                                                       \
+        for (size_t line = 0; line < FA_PREFETCH_STRIDE * (size); line += 64)                  \
+            __builtin_prefetch((const char *)(b) + (i) * (size) + line);                       \
+    } while (0)
+
+/* update_run over len elements, by strides that prefetch where it helps (see above). */
+FA_ALWAYS_INLINE void FA_FN(update)(const FA_COEF *c, size_t len, uint32_t index,
+                                    FA_UPDATE_PARAMS)
+{
+    const size_t ahead = FA_PREFETCH_BYTES / 4;
+    size_t i = 0;
+
+    if (P == FA_STORE_F32 && S == FA_STORE_BF16)
+        for (; i + ahead + FA_PREFETCH_STRIDE <= len; i += FA_PREFETCH_STRIDE) {
+            FA_PREFETCH(p32, i + ahead, 4);
+            if (G == FA_STORE_BF16)
+                FA_PREFETCH(g16, i + ahead, 2);
+            else
+                FA_PREFETCH(g32, i + ahead, 4);
+            FA_PREFETCH(m16, i + ahead, 2);
+            FA_PREFETCH(v16, i + ahead, 2);
+            if (on & 4)
+                FA_PREFETCH(x16, i + ahead, 2);
+            if (with_copy)
+                FA_PREFETCH(copy, i + ahead, 2);
+            FA_FN(update_run)(c, i, i + FA_PREFETCH_STRIDE, index, FA_UPDATE_ARGS);
+        }
+    FA_FN(update_run)(c, i, len, index, FA_UPDATE_ARGS);
 }
 
 /*
@@ -281,6 +335,11 @@ static const fa_compressed_table FA_FN(compressed_table) = {
 #undef FA_CALL
 #undef FA_CALL_COMMON
 #undef FA_Q8_CHUNK
+#undef FA_PREFETCH
+#undef FA_PREFETCH_STRIDE
+#undef FA_PREFETCH_BYTES
+#undef FA_UPDATE_PARAMS
+#undef FA_UPDATE_ARGS
 #undef FA_STORE
 #undef FA_LOAD
 #undef FA_PICK

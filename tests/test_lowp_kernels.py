@@ -106,6 +106,19 @@ def test_block_sizes_match_twin(block, rounding):
     _same(bufs, ref)
 
 
+@pytest.mark.parametrize("n", [1055, 1056, 1057, 4133])
+@pytest.mark.parametrize("options", OPTIONS, ids=lambda o: "-".join(o) or "plain")
+@pytest.mark.parametrize("grad", [np.float32, BF16], ids=["float32", "bfloat16"])
+def test_prefetching_strides_match_twin(grad, options, n):
+    """float32 params with bfloat16 state run by prefetching strides of 32 from
+    1056 elements on (src_c/compressed_impl.h), then a tail: the same bits."""
+    bufs = _problem(n, np.float32, grad, BF16, amsgrad=options.get("amsgrad", False), copy=True)
+    ref = _copy(bufs)
+    _run(bufs, range(1, 3), "stochastic", seed=5, **options)
+    _twin(ref, range(1, 3), True, seed=5, **dict(options))
+    _same(bufs, ref)
+
+
 def test_param_copy_is_the_nearest_bfloat16_of_the_float32_param():
     bufs = _problem(3001, np.float32, BF16, BF16, copy=True)
     ref = _copy(bufs)
