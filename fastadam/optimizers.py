@@ -39,6 +39,7 @@ FORMAT_DEFAULTS: dict[str, Any] = {
     "seed": 0,
 }
 MASTER = "master_param"  # the state entry of float32 master weights
+BLOCK_SIZES = tuple(2**k for k in range(6, 12))  # of 8-bit state: 64 to 2048
 
 
 def absmax_key(slot: str) -> str:
@@ -94,6 +95,15 @@ def format_options(**options: Any) -> dict[str, Any]:
     if unknown:
         raise TypeError(f"unexpected keyword arguments {sorted(unknown)}")
     return {k: v for k, v in options.items() if not _same(v, FORMAT_DEFAULTS[k])}
+
+
+def _block_of(size: int, state: Mapping[str, Any], slots: Iterable[str]) -> int | None:
+    """The block size of a param's 8-bit state (the smallest that gives its number of
+    absmax values; with a single block they all compute the same), or None if unknown."""
+    absmax = next((state[absmax_key(s)] for s in slots if absmax_key(s) in state), None)
+    if not isinstance(absmax, np.ndarray):
+        return None
+    return next((b for b in BLOCK_SIZES if _formats.blocks(size, b) == absmax.size), None)
 
 
 def _same(a: object, b: object) -> bool:
@@ -283,6 +293,13 @@ class Optimizer:
                 created: dict[int, dict[str, Any]] = {}
             except _ext.StateMissing:
                 batch, stepped, created = self._queue_creating(aligned)
+            except ValueError:
+                owners = [(p, g) for g in self.param_groups for p in g["params"]]
+                for i, (param, group) in enumerate(owners):
+                    if aligned[i] is not None and i in self.state:
+                        where, drop = f"state[{i}]", f"del optimizer.state[{i}]"
+                        self._check_8bit_state(param, self.state[i], group, where, drop)
+                raise
             if guard:
                 batch.check()
                 if not batch.grads_finite():
@@ -292,6 +309,26 @@ class Optimizer:
             for state in stepped:
                 state["step"] += 1
         return True
+
+    def _check_8bit_state(
+        self, param: np.ndarray, state: Mapping[str, Any], group: ParamGroup, where: str, drop: str
+    ) -> None:
+        """Raise a clear error if the param's 8-bit ``state`` (arrays) no longer fits its
+        group's format: state keeps the format it was created in, and 8-bit state needs
+        its block size too. ``where`` names the state, ``drop`` is how to delete it."""
+        if self._stored(state, param) != np.uint8:
+            return
+        fmt = Format.of(group)
+        block = _block_of(param.size, state, self._slots)
+        if block is None or (fmt.state_dtype == "int8" and fmt.block_size == block):
+            return
+        raise ValueError(
+            f"{where} holds 8-bit codes in blocks of {block} elements, but its param group "
+            f"now asks for state_dtype={fmt.state_dtype!r}, block_size={fmt.block_size}: "
+            "8-bit state cannot change format or block size. Set the "
+            f'group\'s state_dtype back to "int8" and block_size to {block}, or drop the state '
+            f"({drop}) to start it afresh"
+        )
 
     def _labels(self) -> tuple[str, ...]:
         return _batch_labels(self._slots, self._formats)
@@ -550,7 +587,8 @@ class Adam(Optimizer):
         bfloat16 params). "int8": block-wise 8-bit codes with one float32 absmax
         per ``block_size`` elements (state entries ``exp_avg_absmax``, ...), for
         params of at least ``min_8bit_size`` elements (smaller ones keep float32).
-        Set before the first step: existing state keeps its format.
+        Set before the first step: existing state keeps its format (and 8-bit
+        state its block size: a step raises if the group no longer allows them).
     rounding : {None, "nearest", "stochastic"}
         How bfloat16 and 8-bit stores round; None: stochastic where
         round-to-nearest stalls (bfloat16 or 8-bit state, bfloat16 params

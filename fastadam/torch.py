@@ -79,6 +79,7 @@ _POLICY = (
     "_wanted",
     "_stored",
     "_check_entry",
+    "_check_8bit_state",
 )
 
 # torch.optim options fastadam cannot honour, with the reason.
@@ -479,6 +480,13 @@ class Optimizer(torch.optim.Optimizer):
                     tensors = (param, grad, *[None if s is None else state.get(s) for s in slots])
                     problem = self._rejection(number, position, tensors, slots, dtensor)
                     if problem is None:
+                        self._check_8bit_state(
+                            _array(_local(param, shard)),
+                            {k: _array(_local(v, shard)) for k, v in state.items() if k != "step"},
+                            hyper,
+                            f"the state of param {position} of group {number}",
+                            "del optimizer.state[param]",
+                        )
                         raise
                     raise problem from error
                 # The tensors written (a DTensor's and its local shard's), for their versions.

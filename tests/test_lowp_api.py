@@ -374,3 +374,33 @@ def test_new_state_takes_the_new_options_and_old_state_keeps_its_format():
     assert opt.state[0]["exp_avg"].dtype == np.float32
     assert opt.state[1]["exp_avg"].dtype == np.uint8
     assert opt.state[1]["exp_avg_absmax"].shape == (20,)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"state_dtype": None}, {"state_dtype": "bfloat16"}, {"block_size": 512}],
+    ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()),
+)  # fmt: skip
+def test_8bit_state_cannot_change_format_and_says_how_to_go_on(change):
+    """8-bit state needs its format and block size: a group changed under it raises,
+    naming the state and both ways on, and changes nothing; either way then works."""
+    rng = np.random.default_rng(9)
+    p = [rng.standard_normal(5000).astype(np.float32)]
+    opt = fastadam.Adam(p, state_dtype="int8")
+    opt.step(_grads(rng, p))
+    before = [p[0].copy(), *(v.copy() for k, v in opt.state[0].items() if k != "step")]
+    opt.param_groups[0].update(change)
+    match = r'state\[0\] holds 8-bit codes in blocks of 256 .* "int8" and block_size to 256.*del'
+    with pytest.raises(ValueError, match=match):
+        opt.step(_grads(rng, p))
+    after = [p[0], *(v for k, v in opt.state[0].items() if k != "step")]
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(after, before, strict=True))
+    assert opt.state[0]["step"] == 1
+    opt.param_groups[0].update(state_dtype="int8", block_size=256)
+    opt.step(_grads(rng, p))
+    assert opt.state[0]["step"] == 2
+    opt.param_groups[0].update(change)
+    del opt.state[0]
+    opt.step(_grads(rng, p))
+    assert opt.state[0]["step"] == 1
+    assert opt.state[0]["exp_avg"].dtype != np.uint8 or "block_size" in change

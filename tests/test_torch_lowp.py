@@ -428,3 +428,19 @@ def test_options_changed_mid_training_match_numpy(torch: ModuleType, ft: ModuleT
     assert_same_bits(torch, numpy_opt, arrays, torch_opt)
     assert torch_opt.state[tensors[0]]["exp_avg"].dtype == torch.uint8
     assert torch_opt.state[tensors[1]]["exp_avg"].dtype == torch.float32
+
+
+def test_8bit_state_cannot_change_format(torch: ModuleType, ft: ModuleType) -> None:
+    """As in fastadam.Adam: a group changed under 8-bit state raises, naming the param
+    and both ways on, and changes nothing."""
+    param = torch.nn.Parameter(torch.linspace(-1, 1, 5000))
+    param.grad = torch.full((5000,), 0.1)
+    opt = ft.Adam([param], state_dtype="int8")
+    opt.step()
+    before = [param.detach().clone(), *(v.clone() for v in opt.state[param].values())]
+    opt.param_groups[0]["state_dtype"] = "bfloat16"
+    match = r"the state of param 0 of group 0 holds 8-bit codes .*del optimizer.state\[param\]"
+    with pytest.raises(ValueError, match=match):
+        opt.step()
+    after = [param.detach(), *opt.state[param].values()]
+    assert all(torch.equal(a, b) for a, b in zip(after, before, strict=True))
