@@ -445,6 +445,7 @@ class Optimizer(torch.optim.Optimizer):
             slots = self._slot_names(hyper)
             spec, absmax, master = self._layout(hyper, slots)
             coef_ids: dict[tuple[int, bool], int] = {}
+            wanted: dict[tuple, dict[str, tuple[np.dtype, tuple]]] = {}
             for position, param in enumerate(group["params"]):
                 index += 1
                 grad = param.grad
@@ -458,7 +459,7 @@ class Optimizer(torch.optim.Optimizer):
                     tensors = (param, grad, *[None if s is None else state.get(s) for s in slots])
                     self._check_sharding(number, position, tensors, slots, shard, hyper)
                 try:
-                    view, state, arrays, missing = self._views(param, state, hyper, shard)
+                    view, state, arrays, missing = self._views(param, state, hyper, shard, wanted)
                     if missing:
                         created.append((param, state))
                     step = 1
@@ -513,16 +514,23 @@ class Optimizer(torch.optim.Optimizer):
         state: dict[str, Any],
         hyper: Mapping[str, Any],
         shard: type | None,
+        cache: dict[tuple, dict[str, tuple[np.dtype, tuple]]],
     ) -> tuple[np.ndarray, dict[str, Any], dict[str, np.ndarray], list[str]]:
         """Zero-copy views of a param and of the state buffers its step uses, made afresh
         at every step (memory is never cached), with the entries the state lacks made
         (the twin's ``_wanted``: existing state keeps its format). Returns the param's
         view, its state (a new dict if anything was made), the views by state key and
-        the keys made. ``shard``: the DTensor class if the param is one."""
+        the keys made. ``shard``: the DTensor class if the param is one; ``cache``: the
+        ``_wanted`` of the group's params so far, by the param's dtype and shape and the
+        dtype its state is stored in."""
         view = _array(_local(param, shard))
         tensors = {k: v for k, v in state.items() if k != "step" and isinstance(v, torch.Tensor)}
         arrays = {k: _array(_local(v, shard)) for k, v in tensors.items()}
-        wanted = self._wanted(view, hyper, store=self._stored(arrays, view))
+        store = self._stored(arrays, view)
+        key = (view.dtype, view.shape, store)
+        wanted = cache.get(key)
+        if wanted is None:
+            wanted = cache[key] = self._wanted(view, hyper, store=store)
         missing = [k for k in wanted if state.get(k) is None]
         if self._keeps_step and state.get("step") is None:
             missing.insert(0, "step")
