@@ -106,6 +106,11 @@ def _array(tensor: torch.Tensor) -> np.ndarray:
     return tensor.numpy()
 
 
+def _buffers(state: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """The state's buffers: its tensors but the step count."""
+    return {k: v for k, v in state.items() if k != "step" and isinstance(v, torch.Tensor)}
+
+
 def _described(key: str, value: object) -> object:
     """A saved state entry as the NumPy twin's checks read it: a tensor as an array of its
     dtype and shape that takes no memory, a 0-d step count as an int if it is whole."""
@@ -483,7 +488,7 @@ class Optimizer(torch.optim.Optimizer):
                     if problem is None:
                         self._check_8bit_state(
                             _array(_local(param, shard)),
-                            {k: _array(_local(v, shard)) for k, v in state.items() if k != "step"},
+                            {k: _array(_local(v, shard)) for k, v in _buffers(state).items()},
                             hyper,
                             f"the state of param {position} of group {number}",
                             "del optimizer.state[param]",
@@ -524,8 +529,7 @@ class Optimizer(torch.optim.Optimizer):
         ``_wanted`` of the group's params so far, by the param's dtype and shape and the
         dtype its state is stored in."""
         view = _array(_local(param, shard))
-        tensors = {k: v for k, v in state.items() if k != "step" and isinstance(v, torch.Tensor)}
-        arrays = {k: _array(_local(v, shard)) for k, v in tensors.items()}
+        arrays = {k: _array(_local(v, shard)) for k, v in _buffers(state).items()}
         store = self._stored(arrays, view)
         key = (view.dtype, view.shape, store)
         wanted = cache.get(key)
