@@ -213,7 +213,8 @@ N = 300_001
 
 
 @pytest.mark.parametrize(
-    ("param", "grad", "state"), [(BF16, BF16, BF16), (np.float32, BF16, np.uint8)]
+    ("param", "grad", "state"),
+    [(BF16, BF16, BF16), (np.float32, np.float32, BF16), (np.float32, BF16, np.uint8)],
 )
 def test_thread_count_does_not_change_bits(param, grad, state):
     results = []
