@@ -100,7 +100,8 @@ def _settings(arguments: Mapping[str, Any]) -> dict[str, Any]:
 
 def _array(tensor: torch.Tensor) -> np.ndarray:
     """A zero-copy NumPy view of a CPU tensor's memory (bfloat16 as ml_dtypes.bfloat16)."""
-    tensor = tensor.detach()
+    if tensor.requires_grad:  # a param; detaching costs a new tensor object, so only then
+        tensor = tensor.detach()
     if tensor.dtype == torch.bfloat16:
         return tensor.view(torch.int16).numpy().view(_formats.BFLOAT16)
     return tensor.numpy()
