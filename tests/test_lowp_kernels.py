@@ -108,11 +108,19 @@ def test_block_sizes_match_twin(block, rounding):
 
 @pytest.mark.parametrize("n", [1055, 1056, 1057, 4133])
 @pytest.mark.parametrize("options", OPTIONS, ids=lambda o: "-".join(o) or "plain")
-@pytest.mark.parametrize("grad", [np.float32, BF16], ids=["float32", "bfloat16"])
-def test_prefetching_strides_match_twin(grad, options, n):
-    """float32 params with bfloat16 state run by prefetching strides of 32 from
-    1056 elements on (src_c/compressed_impl.h), then a tail: the same bits."""
-    bufs = _problem(n, np.float32, grad, BF16, amsgrad=options.get("amsgrad", False), copy=True)
+@pytest.mark.parametrize(
+    ("param", "grad", "state"),
+    [(np.float32, np.float32, BF16), (np.float32, BF16, BF16), (BF16, BF16, np.float32),
+     (BF16, np.float32, np.float32)],
+    ids=lambda d: np.dtype(d).name,
+)  # fmt: skip
+def test_prefetching_strides_match_twin(param, grad, state, options, n):
+    """Where param and state are stored in different sizes, a step over 1056 or more
+    elements (after the head that aligns the param) runs by prefetching strides of
+    32 (src_c/compressed_impl.h), then a tail: the same bits (with the bfloat16 copy
+    of float32 params)."""
+    amsgrad, copy = options.get("amsgrad", False), param == np.float32
+    bufs = _problem(n, param, grad, state, amsgrad=amsgrad, copy=copy)
     ref = _copy(bufs)
     _run(bufs, range(1, 3), "stochastic", seed=5, **options)
     _twin(ref, range(1, 3), True, seed=5, **dict(options))
