@@ -30,6 +30,7 @@ FORMATS = [
     ("float32", "float32", "int8"),
     ("float32", "bfloat16", "bfloat16"),
     ("float32", "bfloat16", "int8"),
+    ("bfloat16", "bfloat16", "float32"),
     ("bfloat16", "bfloat16", "bfloat16"),
     ("master", "bfloat16", "int8"),
 ]
