@@ -627,8 +627,9 @@ class Adam(Optimizer):
     (``torch.bfloat16`` state, ``torch.uint8`` 8-bit codes, float32 ``*_absmax`` and
     ``master_param``), and the options are kept in the param groups, so a
     ``state_dict()`` saved with ``torch.save`` reloads exactly. The options take effect
-    for new state: existing state keeps its format. Only plain tensors have compressed
-    formats; with DTensor params (FSDP2) they raise ``ValueError``.
+    for new state: existing state keeps its format (8-bit state its block size too: a
+    step under a group that no longer allows them raises). Only plain tensors have
+    compressed formats; with DTensor params (FSDP2) they raise ``ValueError``.
 
     Parameters
     ----------
