@@ -30,6 +30,7 @@ BFLOAT16 = np.dtype(ml_dtypes.bfloat16)
 
 STATE_DTYPES = ("float32", "bfloat16", "int8")
 ROUNDINGS = ("nearest", "stochastic")
+BLOCK_SIZES = tuple(2**k for k in range(6, 12))  # elements per absmax: 64 to 2048
 STATE_STORAGE = {"float32": np.dtype(np.float32), "bfloat16": BFLOAT16, "int8": np.dtype(np.uint8)}
 
 
@@ -159,7 +160,7 @@ def _integer(name: str, value: object) -> int:
 def block_size(value: object) -> int:
     """A power of two from 64 to 2048: elements per absmax of 8-bit state."""
     n = _integer("block_size", value)
-    if not 64 <= n <= 2048 or n & (n - 1):
+    if n not in BLOCK_SIZES:
         raise ValueError(f"Invalid block_size: {n} (a power of two from 64 to 2048)")
     return n
 

@@ -39,7 +39,6 @@ FORMAT_DEFAULTS: dict[str, Any] = {
     "seed": 0,
 }
 MASTER = "master_param"  # the state entry of float32 master weights
-BLOCK_SIZES = tuple(2**k for k in range(6, 12))  # of 8-bit state: 64 to 2048
 
 
 def absmax_key(slot: str) -> str:
@@ -95,15 +94,6 @@ def format_options(**options: Any) -> dict[str, Any]:
     if unknown:
         raise TypeError(f"unexpected keyword arguments {sorted(unknown)}")
     return {k: v for k, v in options.items() if not _same(v, FORMAT_DEFAULTS[k])}
-
-
-def _block_of(size: int, state: Mapping[str, Any], slots: Iterable[str]) -> int | None:
-    """The block size of a param's 8-bit state (the smallest that gives its number of
-    absmax values; with a single block they all compute the same), or None if unknown."""
-    absmax = next((state[absmax_key(s)] for s in slots if absmax_key(s) in state), None)
-    if not isinstance(absmax, np.ndarray):
-        return None
-    return next((b for b in BLOCK_SIZES if _formats.blocks(size, b) == absmax.size), None)
 
 
 def _same(a: object, b: object) -> bool:
@@ -315,12 +305,16 @@ class Optimizer:
     ) -> None:
         """Raise a clear error if the param's 8-bit ``state`` (arrays) no longer fits its
         group's format: state keeps the format it was created in, and 8-bit state needs
-        its block size too. ``where`` names the state, ``drop`` is how to delete it."""
-        if self._stored(state, param) != np.uint8:
+        its number of blocks too. ``where`` names the state, ``drop`` is how to delete it."""
+        absmax = next((state[absmax_key(s)] for s in self._slots if absmax_key(s) in state), None)
+        if self._stored(state, param) != np.uint8 or not isinstance(absmax, np.ndarray):
             return
         fmt = Format.of(group)
-        block = _block_of(param.size, state, self._slots)
-        if block is None or (fmt.state_dtype == "int8" and fmt.block_size == block):
+        if fmt.state_dtype == "int8" and _formats.blocks(param.size, fmt.block_size) == absmax.size:
+            return
+        fits = (b for b in _formats.BLOCK_SIZES if _formats.blocks(param.size, b) == absmax.size)
+        block = next(fits, None)  # the smallest: with a single block, any computes the same
+        if block is None:
             return
         raise ValueError(
             f"{where} holds 8-bit codes in blocks of {block} elements, but its param group "

@@ -404,3 +404,17 @@ def test_8bit_state_cannot_change_format_and_says_how_to_go_on(change):
     opt.step(_grads(rng, p))
     assert opt.state[0]["step"] == 1
     assert opt.state[0]["exp_avg"].dtype != np.uint8 or "block_size" in change
+
+
+def test_8bit_state_in_one_block_keeps_the_real_error():
+    """One block of 8-bit state fits any block size at least as large: a bad grad then
+    raises its own error, not a format change."""
+    p = [np.ones(100, np.float32)]
+    opt = fastadam.Adam(p, state_dtype="int8", min_8bit_size=0)
+    opt.step([np.ones(100, np.float32)])
+    before = [p[0].copy(), *(v.copy() for k, v in opt.state[0].items() if k != "step")]
+    with pytest.raises(ValueError, match="grad") as caught:
+        opt.step([np.ones(99, np.float32)])
+    assert "8-bit" not in str(caught.value)
+    after = [p[0], *(v for k, v in opt.state[0].items() if k != "step")]
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(after, before, strict=True))
