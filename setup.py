@@ -8,6 +8,7 @@ Environment switches (all optional):
   FASTADAM_SANITIZE=1    build with -fsanitize=address,undefined for testing
 """
 
+import hashlib
 import os
 import platform
 import subprocess
@@ -82,13 +83,28 @@ class BuildExt(build_ext):
         if ext.name != "fastadam._ext":
             super().build_extension(ext)
             return
-        ext.extra_objects = self.compiler.compile(
-            KERNEL_SOURCES,
-            output_dir=self.build_temp,
-            include_dirs=["src_c"],
-            extra_postargs=kernel_args + sanitize,
-        )
+        flags = kernel_args + sanitize
+        # One folder per set of flags, so that objects are reused only with their own flags.
+        tag = hashlib.sha256(" ".join([*flags, os.environ.get("CC", "")]).encode()).hexdigest()
+        output = os.path.join(self.build_temp, f"kernels-{tag[:12]}")
+        objects = self.compiler.object_filenames(KERNEL_SOURCES, output_dir=output)
+        if self.force or not _up_to_date(objects):
+            objects = self.compiler.compile(
+                KERNEL_SOURCES,
+                output_dir=output,
+                include_dirs=["src_c"],
+                extra_postargs=flags,
+            )
+        ext.extra_objects = objects
         super().build_extension(ext)
+
+
+def _up_to_date(objects: list[str]) -> bool:
+    """Whether the kernel objects are newer than every C source and header (rebuilds in
+    place recompile the kernels only when they changed, as make would)."""
+    sources = [os.path.join("src_c", name) for name in os.listdir("src_c")]
+    newest = max(os.path.getmtime(path) for path in [*sources, __file__])
+    return all(os.path.exists(o) and os.path.getmtime(o) > newest for o in objects)
 
 
 extension = Extension(

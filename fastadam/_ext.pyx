@@ -75,6 +75,7 @@ cdef extern from "fastadam.h" nogil:
         uint32_t key
     void fa_run(fa_algo algo, const fa_tensor *tensors, size_t ntensors)
     int fa_has_compressed(fa_algo algo)
+    unsigned fa_required_buffers(fa_algo algo)
     uint32_t fa_rounding_key(uint32_t seed, uint64_t tensor, uint64_t step)
     void fa_q8_encode(const fa_qmap *q, const float *x, size_t n, uint8_t *codes)
     int fa_any_nonfinite(const fa_tensor *tensors, size_t ntensors, int buf)
@@ -179,16 +180,48 @@ def set_byte_tables(bint enable):
 
 
 # ---------------------------------------------------------------- buffer checks
+#
+# A buffer is read into a _Buf (its memory, NumPy type number and size) by one of
+# two readers: NumPy arrays (_check_array) and, for fastadam.torch, torch tensors
+# (_read_tensor); every check that relates buffers to each other is then shared.
+
+cdef struct _Buf:
+    char *data
+    int type
+    size_t n
+
+# Tensors: the exact classes taken, the dense layout and the dtypes, given by
+# fastadam.torch (set_tensor_types); this module never imports torch.
+cdef tuple _tensor_classes = ()
+cdef object _strided = None
+cdef dict _tensor_types = {}
+cdef object _BFLOAT16_TENSOR = None  # the torch dtype read as bfloat16
+
+
+def set_tensor_types(tuple classes, object strided, dict dtypes):
+    """Let batches with ``tensors=True`` read torch tensors: ``classes`` are the exact
+    classes accepted (subclasses, such as DTensor, are the caller's to unwrap),
+    ``strided`` is the dense layout and ``dtypes`` maps torch dtypes to NumPy dtypes."""
+    global _tensor_classes, _strided, _tensor_types, _BFLOAT16_TENSOR
+    _tensor_classes = classes
+    _strided = strided
+    _tensor_types = {k: np.dtype(v).num for k, v in dtypes.items()}
+    _BFLOAT16_TENSOR = next((k for k, v in _tensor_types.items() if v == _NPY_BFLOAT16), None)
+
 
 cdef str _label(str name, Py_ssize_t index):
     return name if index < 0 else f"{name}[{index}]"
+
+
+cdef str _type_name(object x):
+    return "None" if x is None else type(x).__name__
 
 
 cdef cnp.ndarray _check_array(object x, str name, Py_ssize_t index, bint writable):
     """Check the properties of one buffer that do not depend on the others."""
     if not cnp.PyArray_Check(x):
         raise TypeError(
-            f"{_label(name, index)} must be a numpy.ndarray, got {type(x).__name__}; "
+            f"{_label(name, index)} must be a numpy.ndarray, not {_type_name(x)}; "
             "fastadam updates arrays in place and never copies them"
         )
     cdef cnp.ndarray a = <cnp.ndarray>x
@@ -212,6 +245,49 @@ cdef cnp.ndarray _check_array(object x, str name, Py_ssize_t index, bint writabl
     return a
 
 
+cdef int _read_tensor(object x, str name, Py_ssize_t index, _Buf *out) except -1:
+    """Check a torch tensor as _check_array checks an array, and read its memory."""
+    if type(x) not in _tensor_classes:
+        raise TypeError(f"{_label(name, index)} must be a torch.Tensor, not {_type_name(x)}")
+    if not x.is_cpu:
+        raise ValueError(f"{_label(name, index)} is on {x.device}; fastadam updates CPU memory")
+    if x.layout is not _strided:
+        raise ValueError(f"{_label(name, index)} is {x.layout}, not dense")
+    typ = _tensor_types.get(x.dtype)
+    if typ is None:
+        raise TypeError(
+            f"{_label(name, index)} has dtype {x.dtype}; fastadam supports float32 and float64 "
+            "(and, in compressed formats, bfloat16 and uint8 8-bit codes)"
+        )
+    if not x.is_contiguous():
+        raise ValueError(f"{_label(name, index)} is not contiguous")
+    out.type = typ
+    out.n = x.numel()
+    cdef uintptr_t address = x.data_ptr()
+    if out.n > 0 and (address == 0 or address % _type_size(out.type) != 0):
+        raise ValueError(f"{_label(name, index)} has no aligned memory of its own")
+    out.data = <char *>address
+    return 0
+
+
+cdef int _read(object x, str name, Py_ssize_t index, bint writable, bint tensors,
+               _Buf *out) except -1:
+    """Check one buffer on its own (array or tensor) and describe its memory in out."""
+    if tensors:
+        return _read_tensor(x, name, index, out)
+    cdef cnp.ndarray a = _check_array(x, name, index, writable)
+    out.data = <char *>cnp.PyArray_DATA(a)
+    out.type = cnp.PyArray_TYPE(a)
+    out.n = <size_t>cnp.PyArray_SIZE(a)
+    return 0
+
+
+cdef size_t _type_size(int typenum):
+    if typenum == cnp.NPY_FLOAT64:
+        return 8
+    return 1 if typenum == cnp.NPY_UINT8 else 2 if typenum == _NPY_BFLOAT16 else 4
+
+
 cdef int _store(int typenum):
     """The storage (FA_STORE_*) of a compressed buffer of this NumPy type, or -1."""
     if typenum == cnp.NPY_FLOAT32:
@@ -223,29 +299,46 @@ cdef int _store(int typenum):
     return -1
 
 
-cdef int _check_shape(cnp.ndarray a, cnp.ndarray param, tuple names, Py_ssize_t b,
-                      Py_ssize_t index) except -1:
-    if not cnp.PyArray_SAMESHAPE(a, param):
+cdef int _check_shape(object x, object param, tuple names, Py_ssize_t b, Py_ssize_t index,
+                      bint tensors) except -1:
+    cdef bint same
+    if tensors:
+        same = x.shape == param.shape
+    else:
+        same = cnp.PyArray_SAMESHAPE(<cnp.ndarray>x, <cnp.ndarray>param)
+    if not same:
         raise ValueError(
-            f"{_label(names[b], index)} has shape {(<object>a).shape} "
-            f"but {_label(names[0], index)} has shape {(<object>param).shape}"
+            f"{_label(names[b], index)} has shape {tuple(x.shape)} "
+            f"but {_label(names[0], index)} has shape {tuple(param.shape)}"
         )
     return 0
 
 
+cdef str _name(tuple names, Py_ssize_t b):
+    return names[b] if b < len(names) else f"buffer {b}"
+
+
+cdef unsigned _required(int algo):
+    """The buffers a call of algo needs: the kernel's (fa_required_buffers), param and grad."""
+    return fa_required_buffers(<fa_algo>algo) | 3U
+
+
 cdef int _fill(fa_tensor *t, fa_format *f, tuple names, tuple buffers, Py_ssize_t index,
-               int algo, object spec, uint64_t step) except -1:
+               int algo, object spec, uint64_t step, bint tensors, unsigned required) except -1:
     """Check the buffers of one tensor against its param and describe them in t.
 
-    A compressed tensor (a bfloat16 or uint8 buffer, or a mix of float32 and
-    bfloat16, or an absmax or param copy given) is described in f as well.
+    Every buffer in the mask ``required`` (bit b: buffers[b]) must be there, as an
+    array (or, with ``tensors``, a tensor). A compressed tensor (a bfloat16 or uint8
+    buffer, or a mix of float32 and bfloat16, or an absmax or param copy given) is
+    described in f as well.
     """
     cdef Py_ssize_t nbuf = len(buffers), b, first_state = -1
-    if nbuf < 2 or nbuf > _ALL_BUFS or nbuf > len(names):
+    cdef _Buf bufs[FA_MAX_BUFS]
+    if nbuf < 1 or nbuf > _ALL_BUFS or nbuf > len(names):
         raise ValueError(f"expected {len(names)} buffers, got {nbuf}")
-    cdef cnp.ndarray param = _check_array(buffers[0], names[0], index, True)
-    cdef cnp.ndarray a
-    cdef int ptype = cnp.PyArray_TYPE(param), typ
+    _read(buffers[0], names[0], index, True, tensors, &bufs[0])
+    param = buffers[0]
+    cdef int ptype = bufs[0].type, typ
     cdef bint compressed = ptype == _NPY_BFLOAT16
     if ptype == cnp.NPY_UINT8:
         raise TypeError(
@@ -259,46 +352,51 @@ cdef int _fill(fa_tensor *t, fa_format *f, tuple names, tuple buffers, Py_ssize_
     t.param_copy = NULL
     t.format = NULL
     t.key = 0
-    t.n = <size_t>cnp.PyArray_SIZE(param)
+    t.n = bufs[0].n
     t.dtype = FA_FLOAT64 if ptype == cnp.NPY_FLOAT64 else FA_FLOAT32
-    t.buf[0] = cnp.PyArray_DATA(param)
-    for b in range(1, min(nbuf, FA_MAX_BUFS)):
-        if buffers[b] is None:
+    t.buf[0] = bufs[0].data
+    for b in range(1, FA_MAX_BUFS):
+        x = buffers[b] if b < nbuf else None
+        if x is None:
+            if required >> b & 1:
+                kind = "torch.Tensor" if tensors else "numpy.ndarray"
+                raise TypeError(f"{_label(_name(names, b), index)} must be a {kind}, not None")
             continue
-        a = _check_array(buffers[b], names[b], index, b != 1)
-        typ = cnp.PyArray_TYPE(a)
+        _read(x, names[b], index, b != 1, tensors, &bufs[b])
+        typ = bufs[b].type
         if typ != ptype:
             if _store(ptype) == FA_STORE_Q8 or _store(typ) < 0 or _store(ptype) < 0 or (
                 b == 1 and typ == cnp.NPY_UINT8
             ):
                 raise TypeError(
-                    f"{_label(names[b], index)} has dtype {a.dtype} "
+                    f"{_label(names[b], index)} has dtype {x.dtype} "
                     f"but {_label(names[0], index)} has {param.dtype}"
                 )
             compressed = True
         if b >= 2 and first_state < 0:
             first_state = b
-        elif b >= 2 and typ != cnp.PyArray_TYPE(buffers[first_state]):
+        elif b >= 2 and typ != bufs[first_state].type:
             raise TypeError(
-                f"{_label(names[b], index)} has dtype {a.dtype} but "
+                f"{_label(names[b], index)} has dtype {x.dtype} but "
                 f"{_label(names[first_state], index)} has {buffers[first_state].dtype}; "
                 "the state buffers of a param share one format"
             )
-        _check_shape(a, param, names, b, index)
-        t.buf[b] = cnp.PyArray_DATA(a)
+        _check_shape(x, param, names, b, index, tensors)
+        t.buf[b] = bufs[b].data
     for b in range(_ABSMAX, nbuf):
         compressed = compressed or buffers[b] is not None
     if compressed:
-        _fill_format(t, f, names, buffers, index, algo, spec, step, first_state)
+        _fill_format(t, f, names, buffers, bufs, index, algo, spec, step, first_state, tensors)
     return 0
 
 
-cdef int _fill_format(fa_tensor *t, fa_format *f, tuple names, tuple buffers, Py_ssize_t index,
-                      int algo, object spec, uint64_t step, Py_ssize_t first_state) except -1:
+cdef int _fill_format(fa_tensor *t, fa_format *f, tuple names, tuple buffers, _Buf *bufs,
+                      Py_ssize_t index, int algo, object spec, uint64_t step,
+                      Py_ssize_t first_state, bint tensors) except -1:
     """Check the absmax and param copy of a compressed tensor; describe its format in f."""
     cdef Py_ssize_t nbuf = len(buffers), j
-    cdef cnp.ndarray param = <cnp.ndarray>buffers[0]
-    cdef cnp.ndarray a
+    param = buffers[0]
+    cdef _Buf extra
     cdef size_t block, blocks
     if not fa_has_compressed(<fa_algo>algo):
         dtypes = ", ".join(str(x.dtype) for x in buffers[:FA_MAX_BUFS] if x is not None)
@@ -313,11 +411,9 @@ cdef int _fill_format(fa_tensor *t, fa_format *f, tuple names, tuple buffers, Py
     stochastic, block, seed = spec
     if block < 1 or block > _MAX_BLOCK or block & (block - 1):
         raise ValueError(f"block_size must be a power of two up to {_MAX_BLOCK}, got {block}")
-    f.param = <fa_store>_store(cnp.PyArray_TYPE(param))
-    f.grad = FA_STORE_F32 if buffers[1] is None else <fa_store>_store(cnp.PyArray_TYPE(buffers[1]))
-    f.state = FA_STORE_F32 if first_state < 0 else <fa_store>_store(
-        cnp.PyArray_TYPE(buffers[first_state])
-    )
+    f.param = <fa_store>_store(bufs[0].type)
+    f.grad = FA_STORE_F32 if t.buf[1] == NULL else <fa_store>_store(bufs[1].type)
+    f.state = FA_STORE_F32 if first_state < 0 else <fa_store>_store(bufs[first_state].type)
     # Rounding None: stochastic into bfloat16 params and compressed state, where
     # round-to-nearest stalls (the reasons are in fastadam/_formats.py, DEFAULT_SPEC).
     if stochastic is None:
@@ -338,32 +434,34 @@ cdef int _fill_format(fa_tensor *t, fa_format *f, tuple names, tuple buffers, Py
                     f"{_label(names[_ABSMAX + j], index)} is required: "
                     f"{_label(names[2 + j], index)} holds 8-bit codes"
                 )
-            a = _check_array(buffers[_ABSMAX + j], names[_ABSMAX + j], index, True)
-            if cnp.PyArray_TYPE(a) != cnp.NPY_FLOAT32:
+            x = buffers[_ABSMAX + j]
+            _read(x, names[_ABSMAX + j], index, True, tensors, &extra)
+            if extra.type != cnp.NPY_FLOAT32:
                 raise TypeError(
-                    f"{_label(names[_ABSMAX + j], index)} has dtype {a.dtype}; absmax is float32"
+                    f"{_label(names[_ABSMAX + j], index)} has dtype {x.dtype}; absmax is float32"
                 )
-            if <size_t>cnp.PyArray_SIZE(a) != blocks:
+            if extra.n != blocks:
                 raise ValueError(
-                    f"{_label(names[_ABSMAX + j], index)} has {cnp.PyArray_SIZE(a)} values but "
+                    f"{_label(names[_ABSMAX + j], index)} has {extra.n} values but "
                     f"{_label(names[2 + j], index)} has {blocks} blocks of {block} elements"
                 )
-            t.absmax[j] = <float *>cnp.PyArray_DATA(a)
+            t.absmax[j] = <float *>extra.data
         elif given:
             raise ValueError(
                 f"{_label(names[_ABSMAX + j], index)} was given but "
                 f"{_label(names[2 + j], index)} is not a buffer of 8-bit codes"
             )
     if _COPY < nbuf and buffers[_COPY] is not None:
-        a = _check_array(buffers[_COPY], names[_COPY], index, True)
-        if cnp.PyArray_TYPE(a) != _NPY_BFLOAT16 or f.param != FA_STORE_F32:
+        x = buffers[_COPY]
+        _read(x, names[_COPY], index, True, tensors, &extra)
+        if extra.type != _NPY_BFLOAT16 or f.param != FA_STORE_F32:
             raise TypeError(
-                f"{_label(names[_COPY], index)} has dtype {a.dtype} and "
+                f"{_label(names[_COPY], index)} has dtype {x.dtype} and "
                 f"{_label(names[0], index)} {param.dtype}; a param copy is the bfloat16 "
                 "image of a float32 param"
             )
-        _check_shape(a, param, names, _COPY, index)
-        t.param_copy = <uint16_t *>cnp.PyArray_DATA(a)
+        _check_shape(x, param, names, _COPY, index, tensors)
+        t.param_copy = <uint16_t *>extra.data
     t.format = f
     t.key = fa_rounding_key(<uint32_t>seed, <uint64_t>(index if index >= 0 else 0), step)
     return 0
@@ -489,7 +587,7 @@ def run1(int algo, tuple names, tuple buffers, tuple coef, object spec=None, uin
     cdef double k[FA_MAX_COEF]
     if algo < 0 or algo >= FA_NUM_ALGOS:
         raise ValueError(f"unknown algorithm {algo}")
-    _fill(&t, &f, names, buffers, -1, algo, spec, step)
+    _fill(&t, &f, names, buffers, -1, algo, spec, step, False, _required(algo))
     _check_disjoint(&t, 1, names, None)
     _load_coef(k, coef)
     t.coef = k
@@ -502,11 +600,15 @@ cdef class Batch:
 
     ``run`` checks that no buffers overlap across tensors, then updates every
     tensor in a single C call. Until then nothing is modified, so a step that
-    raises leaves every buffer as it was.
+    raises leaves every buffer as it was. With ``tensors`` the buffers are torch
+    tensors (see set_tensor_types), read through their data pointers. With
+    ``params_only`` each tensor is a param alone (to check params for overlaps).
     """
 
     cdef int algo
     cdef tuple names
+    cdef bint tensor_mode
+    cdef unsigned required
     cdef fa_tensor *tensors
     cdef fa_format *formats  # formats[i].block == 0: tensor i is not compressed
     cdef size_t ntensors, cap
@@ -515,16 +617,23 @@ cdef class Batch:
     cdef size_t *coef_of
     cdef list indices
     cdef list keep
+    cdef list counters  # tensor mode: the 0-d step counts of the queued params
+    cdef _Buf *counts
+    cdef size_t ncounts, countcap
 
-    def __cinit__(self, int algo, tuple names):
+    def __cinit__(self, int algo, tuple names, bint tensors=False, bint params_only=False):
         if algo < 0 or algo >= FA_NUM_ALGOS:
             raise ValueError(f"unknown algorithm {algo}")
         self.algo = algo
+        self.required = 1U if params_only else _required(algo)
         self.names = names
+        self.tensor_mode = tensors
         self.indices = []
         self.keep = []
+        self.counters = []
 
     def __dealloc__(self):
+        PyMem_Free(self.counts)
         PyMem_Free(self.tensors)
         PyMem_Free(self.formats)
         PyMem_Free(self.coefs)
@@ -574,49 +683,58 @@ cdef class Batch:
             self._grow()
         self.formats[self.ntensors].block = 0
         _fill(&self.tensors[self.ntensors], &self.formats[self.ntensors], self.names, buffers,
-              index, self.algo, spec, step)
+              index, self.algo, spec, step, self.tensor_mode, self.required)
         self.coef_of[self.ntensors] = coef_id
         self.ntensors += 1
         self.indices.append(index)
         self.keep.append(buffers)
 
-    def add_group(self, Py_ssize_t first, list params, list grads, dict state, tuple slots,
-                  object coef_id_for, object spec=None, tuple absmax=None, object master=None):
+    def add_group(self, Py_ssize_t first, list params, list grads, object state, tuple slots,
+                  object coef_id_for, object spec=None, tuple absmax=None, object master=None,
+                  bint counts=True):
         """Queue each param of a group whose grad is not None, with its state buffers.
 
-        Param ``j`` is numbered ``first + j``; ``state`` maps that number to the
-        param's dict of state buffers and ``"step"``; ``slots`` names the state
-        buffers in kernel order (None for one the group does not use), and
-        ``coef_id_for(step)`` gives the coefficient set of a param's next step.
+        Param ``j`` is numbered ``first + j``; ``state`` maps that number (or, in
+        tensor mode, the param itself) to the param's dict of state buffers and
+        ``"step"`` (in tensor mode a 0-d tensor; none if not ``counts``); ``grads``
+        are the params' grads (None in tensor mode: each param's ``.grad``).
+        ``slots`` names the state buffers in kernel order (None for one the group
+        does not use), and ``coef_id_for(step)`` gives the coefficient set of a
+        param's next step.
         Compressed groups also give ``spec`` (see ``add``), ``absmax``, the keys of
         the state buffers' absmax (taken where the param's state has them), and
         ``master``, the key of float32 master weights: these are then the param,
         and the group's (bfloat16) param receives their copy.
-        Returns the state dicts queued. If a param has no state yet, or lacks a
-        buffer, raises StateMissing and leaves the batch as it was.
+        Returns the state dicts queued. If a param has no state yet, lacks a
+        buffer or (tensor mode) a step count, raises StateMissing and leaves the
+        batch as it was.
         """
-        cdef Py_ssize_t j, n = len(params), before = self.ntensors
+        cdef Py_ssize_t j, n = len(params), before = self.ntensors, counted = self.ncounts
         cdef list queued = []
-        cdef object grad, entry, step, param, copy, last_step = None
+        cdef object grad, entry, step, param, copy, count, last_step = None
         cdef tuple buffers, padding = (), marks_padding = ()
         cdef size_t coef_id = 0
         cdef bint compressed = absmax is not None or master is not None
-        if len(grads) != n:
+        cdef bint tensors = self.tensor_mode
+        if grads is not None and len(grads) != n:
             raise ValueError(f"{len(grads)} grads for {n} params")
         if compressed:
             padding = (None,) * (FA_MAX_BUFS - 2 - len(slots))
             marks_padding = (None,) * (FA_MAX_STATE - len(absmax or ()))
         try:
             for j in range(n):
-                grad = grads[j]
+                param = params[j]
+                grad = param.grad if grads is None else grads[j]
                 if grad is None:
                     continue
-                entry = state.get(first + j)
+                entry = state.get(param if tensors else first + j)
                 if entry is None:
                     raise StateMissing(first + j)
-                param, copy = params[j], None
-                if master is not None and cnp.PyArray_Check(param) and (
-                    cnp.PyArray_TYPE(param) == _NPY_BFLOAT16
+                copy = None
+                if master is not None and (
+                    param.dtype == _BFLOAT16_TENSOR if tensors else (
+                        cnp.PyArray_Check(param) and cnp.PyArray_TYPE(param) == _NPY_BFLOAT16
+                    )
                 ):
                     param, copy = entry[master], param
                 buffers = (param, grad) + tuple(
@@ -626,24 +744,64 @@ cdef class Batch:
                     buffers += padding + tuple(
                         [None if key is None else entry.get(key) for key in absmax or ()]
                     ) + marks_padding + (copy,)
-                step = entry["step"] + 1
+                if not counts:
+                    step = 1
+                elif tensors:
+                    step = self._read_count(entry["step"]) + 1
+                else:
+                    step = entry["step"] + 1
                 if step != last_step:
                     coef_id = coef_id_for(step)
                     last_step = step
                 self.add(first + j, buffers, coef_id, spec, step)
                 queued.append(entry)
         except KeyError as missing:
-            self._truncate(before)
+            self._truncate(before, counted)
             raise StateMissing(first + j) from missing
         except BaseException:
-            self._truncate(before)
+            self._truncate(before, counted)
             raise
         return queued
 
-    cdef _truncate(self, size_t n):
+    cdef object _read_count(self, object count):
+        """Queue a step count tensor (0-d, float32 or float64, as torch.optim keeps it) for
+        the increment after the run, and return its value; StateMissing if it is not one."""
+        cdef _Buf b
+        cdef _Buf *grown
+        cdef double value
+        try:
+            _read_tensor(count, "step", -1, &b)
+        except (TypeError, ValueError):
+            raise StateMissing("step") from None
+        if b.n != 1 or (b.type != cnp.NPY_FLOAT32 and b.type != cnp.NPY_FLOAT64):
+            raise StateMissing("step")
+        value = (<float *>b.data)[0] if b.type == cnp.NPY_FLOAT32 else (<double *>b.data)[0]
+        if not 0 <= value < 2.0 ** 53:
+            raise StateMissing("step")
+        if self.ncounts == self.countcap:
+            self.countcap = 2 * self.countcap + 4
+            grown = <_Buf *>PyMem_Realloc(self.counts, self.countcap * sizeof(_Buf))
+            if grown == NULL:
+                raise MemoryError()
+            self.counts = grown
+        self.counts[self.ncounts] = b
+        self.ncounts += 1
+        self.counters.append(count)
+        return int(value)
+
+    def written(self):
+        """The buffers the queued tensors update (params, state, absmax, param copies) and,
+        in tensor mode, their step counts."""
+        return [
+            b for buffers in self.keep for i, b in enumerate(buffers) if i != 1 and b is not None
+        ] + self.counters
+
+    cdef _truncate(self, size_t n, size_t counted):
         self.ntensors = n
         del self.indices[n:]
         del self.keep[n:]
+        self.ncounts = counted
+        del self.counters[counted:]
 
     cdef void _link(self) noexcept:
         """Point each tensor at its coefficients and format (the arrays may have moved)."""
@@ -666,10 +824,17 @@ cdef class Batch:
         return not found
 
     def run(self):
-        """Check for overlaps, then update every queued tensor in one C call."""
+        """Check for overlaps, then update every queued tensor in one C call and add 1 to
+        the step count tensors read by add_group."""
+        cdef size_t i
         self.check()
         with nogil:
             fa_run(<fa_algo>self.algo, self.tensors, self.ntensors)
+        for i in range(self.ncounts):
+            if self.counts[i].type == cnp.NPY_FLOAT32:
+                (<float *>self.counts[i].data)[0] += 1
+            else:
+                (<double *>self.counts[i].data)[0] += 1
 
     def __len__(self):
         return self.ntensors

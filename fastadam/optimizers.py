@@ -216,10 +216,10 @@ class Optimizer:
         self._check_group(group)
         with self._lock:
             everything = [p for g in self.param_groups for p in g["params"]] + params
-            batch = _ext.Batch(self._kernel, ("params", "grads"))
+            batch = _ext.Batch(self._kernel, ("params",), params_only=True)
             none = batch.add_coef(())
             for index, param in enumerate(everything):
-                batch.add(index, (param, None), none, _formats.DEFAULT_SPEC)
+                batch.add(index, (param,), none, _formats.DEFAULT_SPEC)
             try:
                 batch.check()
             except ValueError as error:

@@ -69,6 +69,8 @@ _TORCH_DTYPES = {
     np.dtype(np.uint8): torch.uint8,
 }
 _NUMPY_DTYPES = {v: k for k, v in _TORCH_DTYPES.items()}
+# The boundary reads plain tensors (DTensor shards are unwrapped here) through their pointers.
+_ext.set_tensor_types((torch.Tensor, torch.nn.Parameter), torch.strided, _NUMPY_DTYPES)
 # The NumPy twin's policy that a subclass takes over (see Optimizer).
 _POLICY = (
     "_coefficients",
@@ -266,6 +268,7 @@ class Optimizer(torch.optim.Optimizer):
 
     _twin: ClassVar[type[optimizers.Optimizer]]
     _keeps_step: ClassVar[bool] = True  # a "step" count in the state, as torch keeps it
+    _sharded = False  # set once a DTensor param is seen: its steps unwrap local shards
     _kernel: ClassVar[int]
     _slots: ClassVar[tuple[str, ...]]
     _formats: ClassVar[bool] = False  # compressed formats, as the twin's
@@ -436,11 +439,49 @@ class Optimizer(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         with torch.no_grad():
-            self._fused_step()
+            if self._sharded or not self._step_planned():
+                self._fused_step()
         return loss
 
+    def _step_planned(self) -> bool:
+        """The step of every param whose state is complete, as planned before (the usual
+        case): the boundary reads each tensor through its data pointer, with the checks it
+        gives NumPy arrays. False, with nothing changed, where anything is missing or
+        rejected: then _fused_step makes the missing state, or says what is wrong."""
+        batch = _ext.Batch(self._kernel, self._labels_of_batch(), tensors=True)
+        first = 0
+        try:
+            for group in self.param_groups:
+                hyper = self._hyperparameters(group)
+                slots = self._slot_names(hyper)
+                coef_ids: dict[int, int] = {}
+
+                def coef_id(
+                    step: int, hyper: Mapping[str, Any] = hyper, ids: dict = coef_ids
+                ) -> int:
+                    if step not in ids:
+                        ids[step] = batch.add_coef(self._coefficients(hyper, step, False))
+                    return ids[step]
+
+                params = group["params"]
+                layout = self._layout(hyper, slots)
+                batch.add_group(
+                    first, params, None, self.state, slots, coef_id, *layout, self._keeps_step
+                )
+                first += len(params)
+            batch.run()
+        except (LookupError, TypeError, ValueError, RuntimeError, AttributeError):
+            return False
+        written = batch.written()  # the run added 1 to the step counts too
+        if written:
+            torch.autograd.graph.increment_version(written)
+        return True
+
+    def _labels_of_batch(self) -> tuple[str, ...]:
+        return optimizers._batch_labels(self._slots, self._formats)
+
     def _fused_step(self) -> None:
-        batch = _ext.Batch(self._kernel, optimizers._batch_labels(self._slots, self._formats))
+        batch = _ext.Batch(self._kernel, self._labels_of_batch())
         created: list[tuple[torch.Tensor, dict[str, Any]]] = []
         steps: list[torch.Tensor] = []
         written: list[torch.Tensor] = []
@@ -460,6 +501,7 @@ class Optimizer(torch.optim.Optimizer):
                 state = self.state.get(param, {})
                 shard = dtensor if dtensor is not None and isinstance(param, dtensor) else None
                 if shard is not None:
+                    self._sharded = True
                     # Shards that do not line up could pass the kernel's checks; a DTensor
                     # grad or state of a plain param fails .numpy(), and _rejection says why.
                     tensors = (param, grad, *[None if s is None else state.get(s) for s in slots])

@@ -149,6 +149,13 @@ void fa_q8_encode(const fa_qmap *q, const float *x, size_t n, uint8_t *codes);
 /* Whether algo has compressed kernels (bfloat16 and 8-bit formats). */
 int fa_has_compressed(fa_algo algo);
 
+/*
+ * The buffers algo cannot run without: bit b stands for buf[b]. The others are
+ * optional (NULL switches their feature off). The caller checks this mask
+ * before fa_run; 0 for an unknown algo.
+ */
+unsigned fa_required_buffers(fa_algo algo);
+
 /* Update every tensor in place, splitting the elements over the threads. */
 void fa_run(fa_algo algo, const fa_tensor *tensors, size_t ntensors);
 

@@ -122,6 +122,24 @@ const fa_compressed_table *const fa_compressed_kernels[FA_NUM_ALGOS] = {
     [FA_ADAM] = &fa_adam_compressed_table,
 };
 
+/* param and grad, then the state buffers each kernel reads unconditionally (fastadam.h). */
+#define FA_BUFS(n) ((1U << (n)) - 1U)
+
+static const unsigned fa_required[FA_NUM_ALGOS] = {
+    [FA_ADAM] = FA_BUFS(4),    /* exp_avg, exp_avg_sq; max_exp_avg_sq optional */
+    [FA_SGD] = FA_BUFS(2),     /* momentum_buffer optional                     */
+    [FA_RMSPROP] = FA_BUFS(3), /* square_avg; grad_avg, momentum_buffer optional */
+    [FA_ADAGRAD] = FA_BUFS(3),
+    [FA_ADAMAX] = FA_BUFS(4),
+    [FA_LION] = FA_BUFS(3),
+    [FA_TRAFFIC] = FA_BUFS(4),
+};
+
+unsigned fa_required_buffers(fa_algo algo)
+{
+    return algo >= 0 && algo < FA_NUM_ALGOS ? fa_required[algo] : 0U;
+}
+
 int fa_has_compressed(fa_algo algo)
 {
     return algo >= 0 && algo < FA_NUM_ALGOS && fa_compressed_kernels[algo] != NULL;
