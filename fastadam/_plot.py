@@ -29,7 +29,7 @@ DPI = 100
 BENCH_STYLE: dict[str, dict[str, Any]] = {
     "ceiling": {"color": "black", "linestyle": "--", "marker": "", "label": "memory ceiling"},
     "fastadam": {"color": "tab:red", "linewidth": 2.5},
-    "fastadam.Adam": {"color": "tab:orange"},
+    "fastadam.AdamW": {"color": "tab:orange"},
     "torch-fused": {"color": "tab:purple"},
     "torch-foreach": {"color": "tab:pink"},
     "torch-forloop": {"color": "tab:brown"},

@@ -1,5 +1,6 @@
 """The benchmark: its implementations compute the same Adam, and the CLI reports ratios."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -7,18 +8,27 @@ import pytest
 
 from fastadam import bench
 
+# Every step the benchmark times: the implementations, and the small calls by name.
+MAKERS = {
+    **bench.IMPLEMENTATIONS,
+    **{name: make for name, (make, _) in bench.SMALL_CALLS.items()},
+}
 
-@pytest.mark.parametrize("impl", [i for i in bench.IMPLEMENTATIONS if i != "ceiling"])
+
+@pytest.mark.parametrize("impl", [i for i in MAKERS if i != "ceiling"])
 def test_implementations_compute_the_same_adam(impl, torch_if_needed):
-    """Each compared implementation does a real Adam step (like is compared with like)."""
+    """Each compared implementation does a real Adam step, or AdamW with decoupled weight
+    decay in the model rows (like is compared with like)."""
+    weight_decay = bench.WEIGHT_DECAY if impl in bench.ADAMW else 0.0
     tensors = bench.make_tensors([(1000,), (3, 5)], np.float64)
     start = [tuple(b.copy() for b in t) for t in tensors]
-    step = bench.IMPLEMENTATIONS[impl](tensors)
+    step = MAKERS[impl](tensors)
     for _ in range(3):
         step()
     for (p, _, m, v), (p0, g, _, _) in zip(tensors, start, strict=True):
         ref, m_ref, v_ref = p0.copy(), np.zeros_like(p0), np.zeros_like(p0)
         for t in (1, 2, 3):
+            ref = ref * (1 - bench.LR * weight_decay)
             m_ref = bench.BETA1 * m_ref + (1 - bench.BETA1) * g
             v_ref = bench.BETA2 * v_ref + (1 - bench.BETA2) * g * g
             m_hat = m_ref / (1 - bench.BETA1**t)
@@ -38,7 +48,7 @@ def test_ceiling_moves_the_bytes_but_changes_nothing():
 
 @pytest.fixture
 def torch_if_needed(request):
-    if request.node.callspec.params["impl"] in bench.NEEDS_TORCH:
+    if "torch" in request.node.callspec.params["impl"]:  # as bench.NEEDS_TORCH
         return request.getfixturevalue("torch")
     return None
 
@@ -64,6 +74,7 @@ def test_cli_reports_table_and_json(tmp_path, capsys):
         by["ceiling"].seconds / by["fastadam"].seconds
     )
     assert by["numpy-inplace"].vs_numpy == pytest.approx(1.0)
+    assert all(r.vs_torch_fused is None for r in report.results)  # no torch fused in the run
     assert by["fastadam"].gbps == pytest.approx(7 * 4 * 2000 / by["fastadam"].seconds / 1e9)
 
 
@@ -86,3 +97,81 @@ def test_cli_only_compressed_rows(capsys):
 def test_gpt2_small_shapes():
     assert len(bench.GPT2_SMALL) == 148
     assert sum(int(np.prod(s)) for s in bench.GPT2_SMALL) == 124_439_808
+
+
+def test_gpt2_tiny_shapes():
+    """2 layers, 128 wide, vocabulary 512, 256 positions, in Hugging Face's GPT-2 layout."""
+    shapes = bench.GPT2_TINY
+    assert len(shapes) == 28
+    assert sum(int(np.prod(s)) for s in shapes) == 495_104
+    assert shapes[:2] == [(512, 128), (256, 128)]
+    layer = [(128,), (128,), (128, 384), (384,), (128, 128), (128,)]
+    layer += [(128,), (128,), (128, 512), (512,), (512, 128), (128,)]
+    assert shapes[2:] == layer * 2 + [(128,), (128,)]
+    assert bench.gpt2_shapes(50257, 1024, 768, 12) == bench.GPT2_SMALL
+
+
+@pytest.mark.parametrize(
+    ("argv", "models"),
+    [
+        ([], []),
+        (["--gpt2"], ["gpt2-small", "gpt2-tiny"]),
+        (["--suite", "full"], ["gpt2-small", "gpt2-tiny"]),
+        (["--models", "gpt2-tiny"], ["gpt2-tiny"]),
+        (["--models", "gpt2-tiny", "gpt2-small", "gpt2-tiny"], ["gpt2-tiny", "gpt2-small"]),
+    ],
+)
+def test_model_rows_are_selectable(argv, models):
+    assert bench.selected_models(bench.parse_args(argv)) == models
+
+
+def test_cli_model_rows_and_small_calls(tmp_path, capsys, torch):
+    """The model rows step AdamW with both front ends and torch fused, as ratios to torch
+    fused of the same run; the small calls time both front ends and torch fused Adam."""
+    out_file = tmp_path / "bench.json"
+    report = bench.main(
+        [
+            "--models", "gpt2-tiny", "--impls", *bench.MODEL_IMPLS, "--sizes", "1000",
+            "--dtypes", "float32", "--threads", "1", "--min-time", "0", "--quiet",
+            "--json", str(out_file),
+        ]
+    )  # fmt: skip
+    text = capsys.readouterr().out
+    rows = [r for r in report.results if r.tensors == 28]
+    assert [r.impl for r in rows] == list(bench.MODEL_IMPLS)
+    assert {(r.dtype, r.threads, r.elements) for r in rows} == {("float32", 1, 495_104)}
+    fused = next(r for r in rows if r.impl == "torch-fused-AdamW")
+    assert fused.vs_torch_fused == pytest.approx(1.0)
+    for r in rows:
+        assert r.seconds > 0
+        assert r.vs_torch_fused == pytest.approx(fused.seconds / r.seconds)
+        assert r.vs_numpy is None
+        assert r.of_ceiling is not None
+        assert r.of_ceiling > 0
+        line = next(line for line in text.splitlines() if f"  {r.impl} " in line and " 28 " in line)
+        assert line.endswith(f"{r.vs_torch_fused:.2f}")
+    assert "x torch-fused" in text
+    assert "Model rows: AdamW" in text
+    goals = [g for g in report.goals if "fastadam.torch.AdamW float32 495,104" in g]
+    assert len(goals) == 1
+    assert "vs torch fused" in goals[0]
+
+    labels = [
+        "functional.adam, 1 x 1000",
+        "Adam.step, 1 x 1000",
+        "Adam.step, 100 x 1000",
+        "fastadam.torch.Adam.step, 1 x 1000",
+        "fastadam.torch.Adam.step, 100 x 1000",
+        "torch-fused Adam.step, 1 x 1000",
+        "torch-fused Adam.step, 100 x 1000",
+    ]
+    assert list(report.small_calls_us) == labels
+    assert all(us > 0 for us in report.small_calls_us.values())
+    assert all(label in text for label in labels)
+
+    data = json.loads(out_file.read_text())
+    assert all("vs_torch_fused" in r for r in data["results"])
+    assert [r for r in data["results"] if r["tensors"] == 28] == [
+        pytest.approx(dataclasses.asdict(r)) for r in rows
+    ]
+    assert data["small_calls_us"] == pytest.approx(report.small_calls_us)

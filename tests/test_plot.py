@@ -22,7 +22,7 @@ def _report() -> bench.Report:
                     report.results.append(
                         bench.Result(impl, dtype, threads, n, 1, seconds, gbps * threads)
                     )
-    report.results.append(bench.Result("fastadam.Adam", "float32", 1, 124_439_808, 148, 0.1, 35.0))
+    report.results.append(bench.Result("fastadam.AdamW", "float32", 1, 124_439_808, 148, 0.1, 35.0))
     return report
 
 
@@ -33,7 +33,7 @@ def test_plot_bench_draws_each_implementation(tmp_path):
     drawn = colours(frame)
     for impl in ("fastadam", "numpy-inplace"):
         assert rgb(_plot.BENCH_STYLE[impl]["color"]) in drawn
-    assert rgb(_plot.BENCH_STYLE["fastadam.Adam"]["color"]) not in drawn  # GPT-2 row left out
+    assert rgb(_plot.BENCH_STYLE["fastadam.AdamW"]["color"]) not in drawn  # GPT-2 row left out
 
 
 def test_plot_bench_accepts_the_json_form(tmp_path):
@@ -45,7 +45,7 @@ def test_plot_bench_accepts_the_json_form(tmp_path):
 
 def test_plot_bench_needs_single_tensor_results(tmp_path):
     report = bench.Report(machine={})
-    report.results.append(bench.Result("fastadam.Adam", "float32", 1, 10, 2, 1.0, 1.0))
+    report.results.append(bench.Result("fastadam.AdamW", "float32", 1, 10, 2, 1.0, 1.0))
     with pytest.raises(ValueError, match="no single-tensor results"):
         _plot.plot_bench(report, tmp_path / "bench.png")
 
