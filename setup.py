@@ -125,7 +125,7 @@ compiled_python = [
         extra_compile_args=["-O2", *sanitize],
         extra_link_args=sanitize,
     )
-    for name in ("_validate", "_algorithms", "_formats", "optimizers")
+    for name in ("_validate", "_algorithms", "_formats", "_table", "_plan", "optimizers")
 ]
 
 setup(

@@ -562,6 +562,18 @@ cdef str _span_label(_Span s, tuple names, object indices):
 
 # ------------------------------------------------------------------- the calls
 
+cpdef unsigned active_mask(tuple slots):
+    """The buffers a group's step needs given its state ``slots`` in kernel order (None
+    for one it does not use), as ``Batch.add``'s ``required``: a feature switched on
+    needs its buffer, which must not fall back to the kernel's "switched off"."""
+    cdef unsigned mask = 0
+    cdef Py_ssize_t k
+    for k in range(len(slots)):
+        if slots[k] is not None:
+            mask |= 1U << (2 + k)
+    return mask
+
+
 class StateMissing(LookupError):
     """A param has no state, or lacks a state buffer, so it must be created first."""
 
@@ -670,12 +682,14 @@ cdef class Batch:
         return 0
 
     def add(self, Py_ssize_t index, tuple buffers, size_t coef_id, object spec=None,
-            uint64_t step=0):
+            uint64_t step=0, unsigned required=0):
         """Check the buffers of the param numbered ``index`` and queue them.
 
         Compressed buffers need ``spec = (stochastic, block_size, seed)``, stochastic
         None for the default rounding; ``step`` is the param's step count, which keys
-        stochastic rounding.
+        stochastic rounding. ``required`` marks (bit b: buffers[b]) the buffers that
+        must be there beyond those the kernel always needs: the state buffers of the
+        features the group switched on (see ``active_mask``).
         """
         if coef_id >= self.ncoefs:
             raise ValueError(f"unknown coefficient set {coef_id}")
@@ -683,7 +697,7 @@ cdef class Batch:
             self._grow()
         self.formats[self.ntensors].block = 0
         _fill(&self.tensors[self.ntensors], &self.formats[self.ntensors], self.names, buffers,
-              index, self.algo, spec, step, self.tensor_mode, self.required)
+              index, self.algo, spec, step, self.tensor_mode, self.required | required)
         self.coef_of[self.ntensors] = coef_id
         self.ntensors += 1
         self.indices.append(index)
@@ -716,6 +730,7 @@ cdef class Batch:
         cdef size_t coef_id = 0
         cdef bint compressed = absmax is not None or master is not None
         cdef bint tensors = self.tensor_mode
+        cdef unsigned required = active_mask(slots)
         if grads is not None and len(grads) != n:
             raise ValueError(f"{len(grads)} grads for {n} params")
         if compressed:
@@ -753,7 +768,7 @@ cdef class Batch:
                 if step != last_step:
                     coef_id = coef_id_for(step)
                     last_step = step
-                self.add(first + j, buffers, coef_id, spec, step)
+                self.add(first + j, buffers, coef_id, spec, step, required)
                 queued.append(entry)
         except KeyError as missing:
             self._truncate(before, counted)

@@ -5,159 +5,60 @@ hyperparameters) and per-param state, created on first use in the param's
 dtype. ``step(grads)`` validates every group and buffer, then updates all
 params in one fused C call; after an exception nothing has changed.
 
-A new algorithm is a subclass that names its kernel and state buffers and
-turns a group's hyperparameters into the kernel's coefficients. One whose
-kernel has compressed formats (``_ext`` / ``fastadam.h``) sets ``_formats`` and
-takes the options of FORMAT_DEFAULTS: the base class then keeps its state as
-bfloat16 or 8-bit codes, updates bfloat16 params, and keeps master weights.
+Each class is the constructor of one record of the algorithm table
+(fastadam._table): the record gives its kernel, state buffers, coefficients and
+formats, and the step planner's policy (fastadam._plan) which buffers a step
+needs. A record with compressed formats takes the options of FORMAT_DEFAULTS:
+the base class then keeps its state as bfloat16 or 8-bit codes, updates bfloat16
+params, and keeps master weights.
 """
 
 from __future__ import annotations
 
-import functools
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
-from . import _algorithms, _ext, _formats
+from . import _ext, _formats, _plan
 from . import _validate as check
+from ._plan import FORMAT_DEFAULTS, MASTER, format_options
+from ._table import ALGORITHMS, Algorithm
 
-__all__ = ["SGD", "Adagrad", "Adam", "AdamW", "Adamax", "Lion", "Optimizer", "RMSprop"]
+__all__ = [
+    "FORMAT_DEFAULTS",
+    "SGD",
+    "Adagrad",
+    "Adam",
+    "AdamW",
+    "Adamax",
+    "Lion",
+    "Optimizer",
+    "RMSprop",
+]
 
 ParamGroup = dict[str, Any]
 Params = Iterable[np.ndarray] | Iterable[Mapping[str, Any]]
 
-# The format options of a class with compressed formats, per param group.
-FORMAT_DEFAULTS: dict[str, Any] = {
-    "state_dtype": None,
-    "rounding": None,
-    "block_size": 256,
-    "min_8bit_size": 4096,
-    "master_weights": False,
-    "seed": 0,
-}
-MASTER = "master_param"  # the state entry of float32 master weights
 
+class Queued(NamedTuple):
+    """One step's tensors, queued in a batch, and what to do once it has run."""
 
-def absmax_key(slot: str) -> str:
-    """The state entry holding the absmax of 8-bit state buffer ``slot``."""
-    return f"{slot}_absmax"
-
-
-class Format(NamedTuple):
-    """A param group's format options, checked."""
-
-    state_dtype: str | None
-    rounding: str | None
-    block_size: int
-    min_8bit_size: int
-    master_weights: bool
-    seed: int
-
-    @classmethod
-    def of(cls, group: Mapping[str, Any]) -> Format:
-        """The options of a group; a group holds only those that differ from the defaults."""
-        if group.keys().isdisjoint(FORMAT_DEFAULTS):
-            return DEFAULT_FORMAT
-        get = {**FORMAT_DEFAULTS, **group}.__getitem__
-        return cls(
-            _formats.state_dtype(get("state_dtype")),
-            _formats.rounding(get("rounding")),
-            _formats.block_size(get("block_size")),
-            _formats.min_8bit_size(get("min_8bit_size")),
-            check.flag("master_weights", get("master_weights")),
-            _formats.seed(get("seed")),
-        )
-
-    def storage(self, param: np.ndarray) -> np.dtype:
-        """The dtype of the param's state buffers (uint8: 8-bit codes)."""
-        return _formats.state_storage(param, self.state_dtype, self.min_8bit_size)
-
-    def master(self, param: np.ndarray) -> bool:
-        """Whether the param (bfloat16) is the copy of float32 master weights."""
-        return self.master_weights and param.dtype == _formats.BFLOAT16
-
-    def spec(self) -> _formats.Spec:
-        """The kernels' (stochastic, block_size, seed); stochastic None: the default rounding,
-        stochastic where round-to-nearest stalls (see _formats.DEFAULT_SPEC)."""
-        return _formats.spec(self.rounding, self.block_size, self.seed)
-
-
-DEFAULT_FORMAT = Format(**FORMAT_DEFAULTS)
-
-
-def format_options(**options: Any) -> dict[str, Any]:
-    """The options that differ from FORMAT_DEFAULTS (a group holds only these)."""
-    unknown = set(options) - set(FORMAT_DEFAULTS)
-    if unknown:
-        raise TypeError(f"unexpected keyword arguments {sorted(unknown)}")
-    return {k: v for k, v in options.items() if not _same(v, FORMAT_DEFAULTS[k])}
-
-
-def _same(a: object, b: object) -> bool:
-    return type(a) is type(b) and a == b
-
-
-def _compressed_buffers(
-    main: tuple[Any, ...],
-    param: np.ndarray,
-    state: Mapping[str, Any],
-    absmax: tuple[str | None, ...] | None,
-    master: str | None,
-) -> tuple[Any, ...]:
-    """A param's buffers for ``Batch.add`` with the compressed tail, as ``Batch.add_group``
-    assembles them: master weights (of a bfloat16 param) in the param's place and
-    the param as their copy, then the absmax of each state buffer."""
-    copy = None
-    if master is not None and param.dtype == _formats.BFLOAT16:
-        main, copy = (state[master], *main[1:]), param
-    marks = [None if k is None else state.get(k) for k in absmax or ()]
-    padding = [None] * (_ext.MAX_STATE - len(marks))
-    return (*main, *[None] * (_ext.MAX_BUFS - len(main)), *marks, *padding, copy)
-
-
-@functools.cache
-def _batch_labels(slots: tuple[str, ...], formats: bool) -> tuple[str, ...]:
-    """The names of a Batch's buffers, for its error messages."""
-    if not formats:
-        return ("params", "grads", *slots)
-    padding = ("",) * (_ext.MAX_STATE - len(slots))
-    absmax = tuple(absmax_key(s) for s in slots)
-    return ("params", "grads", *slots, *padding, *absmax, *padding, "param_copies")
-
-
-@functools.cache
-def _used_slots(slots: tuple[str, ...], active: tuple[bool, ...]) -> tuple[str | None, ...]:
-    """The slots, with None for those not ``active``."""
-    return tuple(s if on else None for s, on in zip(slots, active, strict=True))
-
-
-def _check_buffer(
-    label: str, value: object, param: np.ndarray, dtype: np.dtype, shape: tuple
-) -> None:
-    """Raise unless a loaded state buffer is an array of the dtype and shape it needs."""
-    if not isinstance(value, np.ndarray):
-        raise TypeError(f"{label} must be a numpy.ndarray, got {type(value).__name__}")
-    if value.dtype != dtype:
-        needs = "the param has" if dtype == param.dtype else "the state format needs"
-        raise TypeError(f"{label} has dtype {value.dtype} but {needs} {dtype}")
-    if value.shape != shape:
-        needs = "the param has shape" if shape == param.shape else "its absmax has one per block:"
-        raise ValueError(f"{label} has shape {value.shape} but {needs} {shape}")
+    batch: _ext.Batch
+    stepped: list[dict[str, Any]]  # the state of every param stepped: its count goes up
+    created: dict[int, dict[str, Any]]  # state made for the step, kept if it succeeds
+    scaled: list[tuple[dict[str, Any], dict[str, float]]]  # scalar state, factors to apply
 
 
 class Optimizer:
     """Base class: param groups, state, state_dict and the fused step.
 
-    Subclasses set ``_kernel`` and ``_slots`` (state buffers in kernel order) and
-    implement ``_coefficients`` and ``_active``.
+    A subclass names its ``algorithm`` (a record of fastadam._table) and gives the
+    constructor's signature; everything else is read from the record.
     """
 
-    _kernel: ClassVar[int]
-    _slots: ClassVar[tuple[str, ...]]
-    _formats: ClassVar[bool] = False  # compressed formats: groups hold FORMAT_DEFAULTS' options
+    algorithm: ClassVar[Algorithm]
 
     def __init__(self, params: Params, defaults: Mapping[str, Any]) -> None:
         self.defaults: dict[str, Any] = dict(defaults)
@@ -178,33 +79,10 @@ class Optimizer:
         for group in groups:
             self.add_param_group(group)
 
-    # ------------------------------------------------------------ subclass hooks
-
-    def _coefficients(self, group: ParamGroup, step: int, fresh: bool) -> tuple[float, ...]:
-        """Check ``group`` and return the kernel's coefficients for ``step``.
-
-        ``fresh`` is true when the param's state buffers were created by this step.
-        """
-        raise NotImplementedError
-
-    def _active(self, group: ParamGroup) -> tuple[bool, ...]:
-        """Which of ``_slots`` the group's settings use."""
-        return (True,) * len(self._slots)
-
-    def _new_buffer(self, slot: str, param: np.ndarray, group: ParamGroup) -> np.ndarray:
-        """A state buffer on first use: zeros like the param."""
-        return np.zeros_like(param)
-
     # ------------------------------------------------------------------ groups
 
     def _check_group(self, group: ParamGroup) -> None:
-        self._coefficients(group, 1, True)
-        self._active(group)
-        self._format(group)
-
-    def _format(self, group: ParamGroup) -> Format | None:
-        """The group's checked format options (None for classes without formats)."""
-        return Format.of(group) if self._formats else None
+        _plan.check_group(self.algorithm, group)
 
     def add_param_group(self, param_group: Mapping[str, Any]) -> None:
         """Add a group ``{"params": [...], **hyperparameters}``; missing ones take the defaults."""
@@ -216,7 +94,7 @@ class Optimizer:
         self._check_group(group)
         with self._lock:
             everything = [p for g in self.param_groups for p in g["params"]] + params
-            batch = _ext.Batch(self._kernel, ("params",), params_only=True)
+            batch = _ext.Batch(self.algorithm.kernel, ("params",), params_only=True)
             none = batch.add_coef(())
             for index, param in enumerate(everything):
                 batch.add(index, (param,), none, _formats.DEFAULT_SPEC)
@@ -279,108 +157,48 @@ class Optimizer:
         aligned = self._align(grads)
         with self._lock:
             try:
-                batch, stepped = self._queue(aligned)
-                created: dict[int, dict[str, Any]] = {}
+                queued = self._queue(aligned)
             except _ext.StateMissing:
-                batch, stepped, created = self._queue_creating(aligned)
+                queued = self._queue_creating(aligned)
             except ValueError:
                 owners = [(p, g) for g in self.param_groups for p in g["params"]]
                 for i, (param, group) in enumerate(owners):
                     if aligned[i] is not None and i in self.state:
                         where, drop = f"state[{i}]", f"del optimizer.state[{i}]"
-                        self._check_8bit_state(param, self.state[i], group, where, drop)
+                        _plan.check_8bit_state(
+                            self.algorithm, param, self.state[i], group, where, drop
+                        )
                 raise
             if guard:
-                batch.check()
-                if not batch.grads_finite():
+                queued.batch.check()
+                if not queued.batch.grads_finite():
                     return False
-            batch.run()
-            self.state.update(created)
-            for state in stepped:
+            queued.batch.run()
+            self.state.update(queued.created)
+            for state in queued.stepped:
                 state["step"] += 1
+            for state, factors in queued.scaled:
+                for name, factor in factors.items():
+                    state[name] *= factor
         return True
 
-    def _check_8bit_state(
-        self, param: np.ndarray, state: Mapping[str, Any], group: ParamGroup, where: str, drop: str
-    ) -> None:
-        """Raise a clear error if the param's 8-bit ``state`` (arrays) no longer fits its
-        group's format: state keeps the format it was created in, and 8-bit state needs
-        its number of blocks too. ``where`` names the state, ``drop`` is how to delete it."""
-        absmax = next((state[absmax_key(s)] for s in self._slots if absmax_key(s) in state), None)
-        if self._stored(state, param) != np.uint8 or not isinstance(absmax, np.ndarray):
-            return
-        fmt = Format.of(group)
-        if fmt.state_dtype == "int8" and _formats.blocks(param.size, fmt.block_size) == absmax.size:
-            return
-        fits = (b for b in _formats.BLOCK_SIZES if _formats.blocks(param.size, b) == absmax.size)
-        block = next(fits, None)  # the smallest: with a single block, any computes the same
-        if block is None:
-            return
-        raise ValueError(
-            f"{where} holds 8-bit codes in blocks of {block} elements, but its param group "
-            f"now asks for state_dtype={fmt.state_dtype!r}, block_size={fmt.block_size}: "
-            "8-bit state cannot change format or block size. Set the "
-            f'group\'s state_dtype back to "int8" and block_size to {block}, or drop the state '
-            f"({drop}) to start it afresh"
-        )
-
-    def _labels(self) -> tuple[str, ...]:
-        return _batch_labels(self._slots, self._formats)
-
-    def _slot_names(self, group: ParamGroup) -> tuple[str | None, ...]:
-        return _used_slots(self._slots, self._active(group))
-
-    def _layout(
-        self, group: ParamGroup, slots: tuple[str | None, ...]
-    ) -> tuple[tuple[bool, int, int] | None, tuple[str | None, ...] | None, str | None]:
-        """The compressed side of a group's buffers, as ``Batch.add_group`` takes it:
-        the format spec, the keys of the state's absmax (8-bit state) and of master weights."""
-        fmt = self._format(group)
-        if fmt is None:
-            return None, None, None
-        if fmt is DEFAULT_FORMAT:
-            return _formats.DEFAULT_SPEC, None, None
-        absmax = None
-        if fmt.state_dtype == "int8":
-            absmax = tuple(None if s is None else absmax_key(s) for s in slots)
-        return fmt.spec(), absmax, MASTER if fmt.master_weights else None
-
-    def _wanted(
-        self,
-        param: np.ndarray,
-        group: ParamGroup,
-        slots: Iterable[str | None] | None = None,
-        store: np.dtype | None = None,
-    ) -> dict[str, tuple[np.dtype, tuple]]:
-        """The state buffers a param needs under its group's settings: key -> (dtype, shape).
-
-        ``slots`` (default: those the group's settings use) are the state buffers,
-        ``store`` their dtype (default: what the group creates).
-        """
-        fmt = self._format(group)
-        if store is None:
-            store = param.dtype if fmt is None else fmt.storage(param)
-        slots = self._slot_names(group) if slots is None else slots
-        wanted = {s: (store, param.shape) for s in slots if s is not None}
-        if store == np.uint8:
-            blocks = _formats.blocks(param.size, fmt.block_size)  # type: ignore[union-attr]
-            wanted |= {absmax_key(s): (np.dtype(np.float32), (blocks,)) for s in list(wanted)}
-        if fmt is not None and fmt.master(param):
-            wanted[MASTER] = (np.dtype(np.float32), param.shape)
-        return wanted
-
     def _new_entry(self, key: str, param: np.ndarray, group: ParamGroup) -> np.ndarray:
-        """A state buffer on first use: master weights are the param in float32, state zeros."""
+        """A state buffer on first use: master weights are the param in float32, state as
+        the algorithm starts it (zeros, or Adagrad's initial_accumulator_value)."""
         if key == MASTER:
             return param.astype(np.float32)
-        dtype, shape = self._wanted(param, group)[key]
-        if dtype == param.dtype and shape == param.shape:
-            return self._new_buffer(key, param, group)
+        dtype, shape = _plan.wanted(self.algorithm, param, group)[key]
+        initial = self.algorithm.initial
+        if dtype == param.dtype and shape == param.shape and initial is not None:
+            return np.full_like(param, initial(key, group))
         return np.zeros(shape, dtype)
 
-    def _queue(self, grads: list[np.ndarray | None]) -> tuple[_ext.Batch, list[dict[str, Any]]]:
+    def _queue(self, grads: list[np.ndarray | None]) -> Queued:
         """The fast path, when every param with a grad has its state: C walks the groups."""
-        batch = _ext.Batch(self._kernel, self._labels())
+        algorithm = self.algorithm
+        if algorithm.scalars:  # per-param coefficients: the general path
+            raise _ext.StateMissing()
+        batch = _ext.Batch(algorithm.kernel, _plan.batch_labels(algorithm))
         stepped: list[dict[str, Any]] = []
         first = 0
         for group in self.param_groups:
@@ -389,51 +207,58 @@ class Optimizer:
 
             def coef_id(step: int, group: ParamGroup = group, ids: dict = coef_ids) -> int:
                 if step not in ids:
-                    ids[step] = batch.add_coef(self._coefficients(group, step, False))
+                    coef = algorithm.coefficients(group, step, False, algorithm.scalars)
+                    ids[step] = batch.add_coef(coef)
                 return ids[step]
 
             group_grads = grads[first : first + len(params)]
-            slots = self._slot_names(group)
-            layout = self._layout(group, slots)
+            slots = _plan.slot_names(algorithm, group)
+            layout = _plan.layout(algorithm, group, slots)
             stepped += batch.add_group(
                 first, params, group_grads, self.state, slots, coef_id, *layout
             )
             first += len(params)
-        return batch, stepped
+        return Queued(batch, stepped, {}, [])
 
-    def _queue_creating(
-        self, grads: list[np.ndarray | None]
-    ) -> tuple[_ext.Batch, list[dict[str, Any]], dict[int, dict[str, Any]]]:
+    def _queue_creating(self, grads: list[np.ndarray | None]) -> Queued:
         """The general path: new state buffers are made for the step, kept only if it succeeds."""
-        batch = _ext.Batch(self._kernel, self._labels())
-        stepped: list[dict[str, Any]] = []
-        created: dict[int, dict[str, Any]] = {}
+        algorithm = self.algorithm
+        batch = _ext.Batch(algorithm.kernel, _plan.batch_labels(algorithm))
+        queued = Queued(batch, [], {}, [])
         index = 0
         for group in self.param_groups:
-            slots = self._slot_names(group)
-            spec, absmax, master = self._layout(group, slots)
-            coef_ids: dict[tuple[int, bool], int] = {}
+            slots = _plan.slot_names(algorithm, group)
+            spec, absmax, master = _plan.layout(algorithm, group, slots)
+            required = _ext.active_mask(slots)
+            coef_ids: dict[tuple, int] = {}
             for param in group["params"]:
                 grad = grads[index]
                 if grad is not None:
                     state = self.state.get(index)
                     if state is None:
-                        state = created[index] = {"step": 0}
-                    store = self._stored(state, param)  # existing state keeps its format
-                    missing = [k for k in self._wanted(param, group, store=store) if k not in state]
+                        state = queued.created[index] = {"step": 0, **algorithm.scalars}
+                    store = _plan.stored(algorithm, state, param)  # state keeps its format
+                    needed = _plan.wanted(algorithm, param, group, store=store)
+                    missing = [k for k in needed if k not in state]
                     if missing:
                         fresh = {k: self._new_entry(k, param, group) for k in missing}
-                        state = created[index] = {**state, **fresh}
-                    key = (state["step"] + 1, any(s in missing for s in slots))
+                        state = queued.created[index] = {**state, **fresh}
+                    scalars = {k: state[k] for k in algorithm.scalars}
+                    step = state["step"] + 1
+                    key = (step, any(s in missing for s in slots), *scalars.values())
                     if key not in coef_ids:
-                        coef_ids[key] = batch.add_coef(self._coefficients(group, *key))
+                        coef = algorithm.coefficients(group, step, key[1], scalars)
+                        coef_ids[key] = batch.add_coef(coef)
                     buffers = (param, grad, *[None if s is None else state[s] for s in slots])
                     if absmax is not None or master is not None:
-                        buffers = _compressed_buffers(buffers, param, state, absmax, master)
-                    batch.add(index, buffers, coef_ids[key], spec, key[0])
-                    stepped.append(state)
+                        copy = param.dtype == _formats.BFLOAT16
+                        buffers = _plan.compressed_buffers(buffers, copy, state, absmax, master)
+                    batch.add(index, buffers, coef_ids[key], spec, step, required)
+                    queued.stepped.append(state)
+                    if algorithm.advance is not None:
+                        queued.scaled.append((state, algorithm.advance(group, step)))
                 index += 1
-        return batch, stepped, created
+        return queued
 
     # -------------------------------------------------------------- state dict
 
@@ -508,54 +333,10 @@ class Optimizer:
     def _load_entry(
         self, index: int, entry: Mapping[str, Any], param: np.ndarray, group: ParamGroup
     ) -> dict[str, Any]:
-        step, keys = self._check_entry(index, entry, param, group)
-        return {"step": step, **{k: np.array(entry[k], order="C", copy=True) for k in keys}}
-
-    def _check_entry(
-        self, index: int, entry: Mapping[str, Any], param: np.ndarray, group: ParamGroup
-    ) -> tuple[int, list[str]]:
-        """Check the saved state ``entry`` of ``param`` (numbered ``index``) under ``group``:
-        its entries, its step count and each buffer's dtype and shape, in the format the
-        state was saved in. Returns the step count and the keys of the buffers to load.
-        Reads only dtypes, shapes and sizes (fastadam.torch hands it stand-ins)."""
-        store = self._stored(entry, param)
-        expected = self._wanted(param, group, store=store)
-        known = {"step", *self._slots}
-        if self._formats:
-            known |= {MASTER, *(absmax_key(s) for s in self._slots)}
-        unknown = set(entry) - known
-        if unknown:
-            raise ValueError(f"state[{index}] has unexpected entries {sorted(unknown)}")
-        every = self._wanted(param, group, self._slots, store)
-        for slot in self._slots:  # buffers of features now switched off are kept as they are
-            if slot in entry:
-                expected[slot] = every[slot]
-                if absmax_key(slot) in every:
-                    expected[absmax_key(slot)] = every[absmax_key(slot)]
-        if "step" not in entry:
-            raise ValueError(f'state[{index}] is missing "step"')
-        step = entry["step"]
-        if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
-            raise ValueError(f'state[{index}]["step"] must be an integer >= 0, got {step!r}')
-        keys = sorted(expected)
-        for key in keys:
-            if key not in entry:
-                raise ValueError(f'state[{index}] is missing "{key}"')
-            _check_buffer(f'state[{index}]["{key}"]', entry[key], param, *expected[key])
-        return int(step), keys
-
-    def _stored(self, entry: Mapping[str, Any], param: np.ndarray) -> np.dtype | None:
-        """The format a saved entry's state is in, if it is one the param's state may have:
-        state keeps the format it was created in, even if the group's options changed since."""
-        saved = next((entry[s] for s in self._slots if s in entry), None)
-        if not self._formats or not isinstance(saved, np.ndarray):
-            return None
-        dtype = saved.dtype
-        if dtype == param.dtype:
-            return dtype
-        if param.dtype != np.float64 and dtype in _formats.STATE_STORAGE.values():
-            return dtype
-        return None
+        step, keys = _plan.check_entry(self.algorithm, index, entry, param, group)
+        scalars = {k: float(entry[k]) for k in self.algorithm.scalars}
+        buffers = {k: np.array(entry[k], order="C", copy=True) for k in keys}
+        return {"step": step, **scalars, **buffers}
 
     def __repr__(self) -> str:
         lines = [f"{type(self).__name__} ("]
@@ -610,9 +391,7 @@ class Adam(Optimizer):
     array([0.3, 0.3, 0.3], dtype=float32)
     """
 
-    _kernel = _ext.ADAM
-    _slots = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
-    _formats = True
+    algorithm = ALGORITHMS["Adam"]
 
     def __init__(
         self,
@@ -650,22 +429,6 @@ class Adam(Optimizer):
             ),
         }
         super().__init__(params, defaults)
-
-    def _coefficients(self, group: ParamGroup, step: int, fresh: bool) -> tuple[float, ...]:
-        beta1, beta2 = check.betas(group["betas"])
-        return _algorithms.adam(
-            step=step,
-            lr=group["lr"],
-            beta1=beta1,
-            beta2=beta2,
-            eps=group["eps"],
-            weight_decay=group["weight_decay"],
-            decoupled_weight_decay=group["decoupled_weight_decay"],
-            maximize=group["maximize"],
-        )
-
-    def _active(self, group: ParamGroup) -> tuple[bool, ...]:
-        return (True, True, check.flag("amsgrad", group["amsgrad"]))
 
 
 class AdamW(Adam):
@@ -708,8 +471,7 @@ class SGD(Optimizer):
     set to the gradient on its first step.
     """
 
-    _kernel = _ext.SGD
-    _slots = ("momentum_buffer",)
+    algorithm = ALGORITHMS["SGD"]
 
     def __init__(
         self,
@@ -732,26 +494,11 @@ class SGD(Optimizer):
         }
         super().__init__(params, defaults)
 
-    def _coefficients(self, group: ParamGroup, step: int, fresh: bool) -> tuple[float, ...]:
-        return _algorithms.sgd(
-            lr=group["lr"],
-            momentum=group["momentum"],
-            dampening=group["dampening"],
-            weight_decay=group["weight_decay"],
-            nesterov=group["nesterov"],
-            maximize=group["maximize"],
-            first_step=fresh,
-        )
-
-    def _active(self, group: ParamGroup) -> tuple[bool, ...]:
-        return (check.momentum(group["momentum"]) != 0,)
-
 
 class RMSprop(Optimizer):
     """RMSprop, as ``torch.optim.RMSprop`` (see :func:`fastadam.functional.rmsprop`)."""
 
-    _kernel = _ext.RMSPROP
-    _slots = ("square_avg", "grad_avg", "momentum_buffer")
+    algorithm = ALGORITHMS["RMSprop"]
 
     def __init__(
         self,
@@ -776,27 +523,11 @@ class RMSprop(Optimizer):
         }
         super().__init__(params, defaults)
 
-    def _coefficients(self, group: ParamGroup, step: int, fresh: bool) -> tuple[float, ...]:
-        return _algorithms.rmsprop(
-            lr=group["lr"],
-            alpha=group["alpha"],
-            eps=group["eps"],
-            weight_decay=group["weight_decay"],
-            momentum=group["momentum"],
-            centered=group["centered"],
-            maximize=group["maximize"],
-        )
-
-    def _active(self, group: ParamGroup) -> tuple[bool, ...]:
-        centered = check.flag("centered", group["centered"])
-        return (True, centered, check.momentum(group["momentum"]) > 0)
-
 
 class Adagrad(Optimizer):
     """Adagrad, as ``torch.optim.Adagrad`` (see :func:`fastadam.functional.adagrad`)."""
 
-    _kernel = _ext.ADAGRAD
-    _slots = ("sum",)
+    algorithm = ALGORITHMS["Adagrad"]
 
     def __init__(
         self,
@@ -819,26 +550,11 @@ class Adagrad(Optimizer):
         }
         super().__init__(params, defaults)
 
-    def _coefficients(self, group: ParamGroup, step: int, fresh: bool) -> tuple[float, ...]:
-        _algorithms.initial_accumulator_value(group["initial_accumulator_value"])
-        return _algorithms.adagrad(
-            step=step,
-            lr=group["lr"],
-            lr_decay=group["lr_decay"],
-            weight_decay=group["weight_decay"],
-            eps=group["eps"],
-            maximize=group["maximize"],
-        )
-
-    def _new_buffer(self, slot: str, param: np.ndarray, group: ParamGroup) -> np.ndarray:
-        return np.full_like(param, group["initial_accumulator_value"])
-
 
 class Adamax(Optimizer):
     """Adamax, as ``torch.optim.Adamax`` (see :func:`fastadam.functional.adamax`)."""
 
-    _kernel = _ext.ADAMAX
-    _slots = ("exp_avg", "exp_inf")
+    algorithm = ALGORITHMS["Adamax"]
 
     def __init__(
         self,
@@ -859,24 +575,11 @@ class Adamax(Optimizer):
         }
         super().__init__(params, defaults)
 
-    def _coefficients(self, group: ParamGroup, step: int, fresh: bool) -> tuple[float, ...]:
-        beta1, beta2 = check.betas(group["betas"])
-        return _algorithms.adamax(
-            step=step,
-            lr=group["lr"],
-            beta1=beta1,
-            beta2=beta2,
-            eps=group["eps"],
-            weight_decay=group["weight_decay"],
-            maximize=group["maximize"],
-        )
-
 
 class Lion(Optimizer):
     """Lion (Chen et al., arXiv:2302.06675); see :func:`fastadam.functional.lion`."""
 
-    _kernel = _ext.LION
-    _slots = ("exp_avg",)
+    algorithm = ALGORITHMS["Lion"]
 
     def __init__(
         self,
@@ -889,13 +592,3 @@ class Lion(Optimizer):
     ) -> None:
         defaults = {"lr": lr, "betas": betas, "weight_decay": weight_decay, "maximize": maximize}
         super().__init__(params, defaults)
-
-    def _coefficients(self, group: ParamGroup, step: int, fresh: bool) -> tuple[float, ...]:
-        beta1, beta2 = check.betas(group["betas"])
-        return _algorithms.lion(
-            lr=group["lr"],
-            beta1=beta1,
-            beta2=beta2,
-            weight_decay=group["weight_decay"],
-            maximize=group["maximize"],
-        )

@@ -7,7 +7,7 @@ Change one import and keep the training loop::
     loss.backward()
     opt.step()
 
-Each class is a ``torch.optim.Optimizer`` with its torch.optim twin's constructor
+Each class is a ``torch.optim.Optimizer`` with its torch.optim counterpart's constructor
 arguments, defaults, param groups, hooks, ``zero_grad``, ``state_dict`` format and
 error messages, so lr schedulers, checkpoints and wrappers such as
 ``ZeroRedundancyOptimizer`` work unchanged. ``step`` updates every param that has a
@@ -50,8 +50,9 @@ except ImportError as error:  # pragma: no cover - exercised in a subprocess
         'fastadam.torch needs PyTorch, which is not installed: pip install "fastadam[torch]"'
     ) from error
 
-from . import _ext, _formats, optimizers
-from .optimizers import DEFAULT_FORMAT, FORMAT_DEFAULTS, MASTER
+from . import _ext, _formats, _plan
+from ._plan import DEFAULT_FORMAT, FORMAT_DEFAULTS, MASTER
+from ._table import ALGORITHMS, Algorithm
 
 __all__ = ["SGD", "Adagrad", "Adam", "AdamW", "Adamax", "Lion", "Optimizer", "RMSprop"]
 
@@ -70,20 +71,8 @@ _TORCH_DTYPES = {
 }
 _NUMPY_DTYPES = {v: k for k, v in _TORCH_DTYPES.items()}
 # The boundary reads plain tensors (DTensor shards are unwrapped here) through their pointers.
-_ext.set_tensor_types((torch.Tensor, torch.nn.Parameter), torch.strided, _NUMPY_DTYPES)
-# The NumPy twin's policy that a subclass takes over (see Optimizer).
-_POLICY = (
-    "_coefficients",
-    "_active",
-    "_format",
-    "_slot_names",
-    "_layout",
-    "_wanted",
-    "_stored",
-    "_check_entry",
-    "_check_8bit_state",
-)
-
+_PLAIN = (torch.Tensor, torch.nn.Parameter)
+_ext.set_tensor_types(_PLAIN, torch.strided, _NUMPY_DTYPES)
 # torch.optim options fastadam cannot honour, with the reason.
 _UNSUPPORTED = {
     "capturable": "it is for CUDA graph capture, and fastadam steps CPU tensors",
@@ -97,16 +86,7 @@ def _settings(arguments: Mapping[str, Any]) -> dict[str, Any]:
     them, so a group without compressed formats is a torch.optim group)."""
     settings = {k: v for k, v in arguments.items() if k not in ("self", "params", "__class__")}
     formats = {k: settings.pop(k) for k in FORMAT_DEFAULTS if k in settings}
-    return {**settings, **optimizers.format_options(**formats)}
-
-
-def _array(tensor: torch.Tensor) -> np.ndarray:
-    """A zero-copy NumPy view of a CPU tensor's memory (bfloat16 as ml_dtypes.bfloat16)."""
-    if tensor.requires_grad:  # a param; detaching costs a new tensor object, so only then
-        tensor = tensor.detach()
-    if tensor.dtype == torch.bfloat16:
-        return tensor.view(torch.int16).numpy().view(_formats.BFLOAT16)
-    return tensor.numpy()
+    return {**settings, **_plan.format_options(**formats)}
 
 
 def _buffers(state: Mapping[str, Any]) -> dict[str, torch.Tensor]:
@@ -115,7 +95,7 @@ def _buffers(state: Mapping[str, Any]) -> dict[str, torch.Tensor]:
 
 
 def _described(key: str, value: object) -> object:
-    """A saved state entry as the NumPy twin's checks read it: a tensor as an array of its
+    """A saved state entry as the planner's checks read it: a tensor as an array of its
     dtype and shape that takes no memory, a 0-d step count as an int if it is whole."""
     if not isinstance(value, torch.Tensor):
         return value
@@ -128,6 +108,21 @@ def _described(key: str, value: object) -> object:
         except TypeError:
             dtype = np.dtype(object)
     return np.broadcast_to(np.zeros((), dtype), tuple(value.shape))
+
+
+def _stored_as_is(key: str, value: object, param: torch.Tensor) -> bool:
+    """Whether a saved state tensor is in a storage format (8-bit codes, their absmax,
+    bfloat16 state, float32 master weights): of another dtype than its param."""
+    return key != "step" and isinstance(value, torch.Tensor) and value.dtype != param.dtype
+
+
+def _cast_as_torch(key: str, value: object, param: torch.Tensor) -> object:
+    """A saved state entry as torch.optim loads it: a floating tensor of a dtype that no
+    storage format of the param keeps is cast to the param's dtype (the step count never)."""
+    if key == "step" or not isinstance(value, torch.Tensor) or not value.is_floating_point():
+        return value
+    kept = (param.dtype,) if param.dtype not in _LOW else _LOW
+    return value if value.dtype in kept else value.to(dtype=param.dtype)
 
 
 def _step_dtype() -> torch.dtype:
@@ -166,6 +161,15 @@ def _dtensor_class() -> type | None:
 def _local(tensor: Any, dtensor: type | None) -> Any:
     """A DTensor's local shard (a view of its memory); any other value as it is."""
     return tensor.to_local() if dtensor is not None and isinstance(tensor, dtensor) else tensor
+
+
+def _unwrapped(tensor: Any, dtensor: type | None) -> Any:
+    """A tensor as the boundary reads it: a DTensor's local shard, another subclass's
+    plain tensor of the same memory; any other value as it is (the boundary rejects it)."""
+    tensor = _local(tensor, dtensor)
+    if type(tensor) in _PLAIN or not isinstance(tensor, torch.Tensor):
+        return tensor
+    return tensor.as_subclass(torch.Tensor)
 
 
 def _sharding_problem(
@@ -253,25 +257,19 @@ def _problem(
 class Optimizer(torch.optim.Optimizer):
     """A ``torch.optim.Optimizer`` whose step is one fused fastadam call.
 
-    A subclass names ``_twin``, the NumPy optimizer of :mod:`fastadam.optimizers`
-    whose algorithm it takes over: the kernel, the state buffers (``_slots``) and
-    the policy (``_POLICY``): the methods that check a group and give a step's
-    coefficients (``_coefficients``, ``_active``) and, for a twin with compressed
-    formats, those that read a group's format options and say which state entries a
-    param needs in which dtype (``_format``, ``_wanted``, ...), so both APIs
-    validate, store and compute alike. They read NumPy views of the tensors.
+    A subclass names its ``algorithm``, a record of the algorithm table
+    (fastadam._table): the kernel, the state buffers, how a group gives a step's
+    coefficients and which state it uses; the step planner's policy
+    (fastadam._plan) says which state entries a param needs in which dtype, as it
+    does for the NumPy classes, so both APIs validate, store and compute alike.
 
     Hyperparameters are read from ``self.param_groups`` at every step, state lives
     in ``self.state[param]`` as tensors, and each tensor's memory is looked up
     afresh at every step, so wrappers may re-point ``param.data`` at any time.
     """
 
-    _twin: ClassVar[type[optimizers.Optimizer]]
-    _keeps_step: ClassVar[bool] = True  # a "step" count in the state, as torch keeps it
+    algorithm: ClassVar[Algorithm]
     _sharded = False  # set once a DTensor param is seen: its steps unwrap local shards
-    _kernel: ClassVar[int]
-    _slots: ClassVar[tuple[str, ...]]
-    _formats: ClassVar[bool] = False  # compressed formats, as the twin's
     _flags: ClassVar[dict[str, bool | None]] = {}  # the constructor's switches and defaults
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -282,28 +280,19 @@ class Optimizer(torch.optim.Optimizer):
             if (isinstance(p.default, bool) or (p.default is None and name != "self"))
             and name not in FORMAT_DEFAULTS  # a group holds format options that differ
         }
-        twin = cls.__dict__.get("_twin")
-        if twin is not None:
-            cls._kernel, cls._slots, cls._formats = twin._kernel, twin._slots, twin._formats
-            for name in _POLICY:
-                setattr(cls, name, getattr(twin, name))
-
-    def _coefficients(self, group: Mapping[str, Any], step: int, fresh: bool) -> tuple[float, ...]:
-        """Check ``group`` and return the kernel's coefficients for ``step`` (the twin's)."""
-        raise NotImplementedError
-
-    def _active(self, group: Mapping[str, Any]) -> tuple[bool, ...]:
-        """Which of ``_slots`` the group's settings use (the twin's)."""
-        raise NotImplementedError
 
     def __init__(self, params: Params, defaults: dict[str, Any]) -> None:
         self._check_group(defaults)
+        self._check_defaults(defaults)
         super().__init__(params, defaults)
+
+    def _check_defaults(self, defaults: Mapping[str, Any]) -> None:
+        """The constructor's checks beyond a group's (torch.optim's own, where it has any)."""
 
     # ------------------------------------------------------------ groups and state
 
     def _hyperparameters(self, group: Mapping[str, Any]) -> Mapping[str, Any]:
-        """The group as the NumPy twin reads it, after rejecting options fastadam lacks."""
+        """The group as the table reads it, after rejecting options fastadam lacks."""
         for option, reason in _UNSUPPORTED.items():
             if group.get(option):
                 raise ValueError(
@@ -315,10 +304,7 @@ class Optimizer(torch.optim.Optimizer):
         return {k: v if k == "params" else _plain(k, v) for k, v in group.items()}
 
     def _check_group(self, group: Mapping[str, Any]) -> None:
-        hyper = self._hyperparameters(group)
-        self._coefficients(hyper, 1, True)
-        self._active(hyper)
-        self._format(hyper)
+        _plan.check_group(self.algorithm, self._hyperparameters(group))
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """As ``torch.optim.Optimizer.add_param_group``, checking the hyperparameters first."""
@@ -334,7 +320,7 @@ class Optimizer(torch.optim.Optimizer):
         for group in self.param_groups:
             for key, value in self._flags.items():
                 group.setdefault(key, value)
-        if self._keeps_step:
+        if self.algorithm.counts_steps:
             for entry in self.state.values():
                 if (
                     isinstance(entry, dict)
@@ -344,30 +330,34 @@ class Optimizer(torch.optim.Optimizer):
                     entry["step"] = torch.tensor(float(entry["step"]), dtype=_step_dtype())
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """As ``torch.optim.Optimizer.load_state_dict``. With compressed formats (Adam,
-        AdamW), every param's state is first checked as the NumPy class checks it (its
-        entries, step, and each tensor's dtype and shape in the format it was saved in),
-        so a mismatch raises before anything changes, and the tensors of another dtype
-        than the param's (codes, absmax, bfloat16 state, master weights) are loaded as
-        they are, where torch.optim would convert them to the param's dtype."""
-        if not self._formats:
+        """As ``torch.optim.Optimizer.load_state_dict``: floating state tensors are cast to
+        the param's dtype. With compressed formats (Adam, AdamW), every param's state is
+        first checked as the NumPy class checks it (its entries, step, and each tensor's
+        dtype and shape in the format it was saved in), so a mismatch raises before
+        anything changes, and the tensors of a storage format (codes, absmax, bfloat16
+        state, master weights) are loaded as they are: only floating tensors that no
+        format stores (say float64 state of float32 params) are cast, as torch casts."""
+        if not self.algorithm.formats:
             super().load_state_dict(state_dict)
             return
-        aside = self._set_aside(state_dict)
-        if aside:
+        entries = self._checked_entries(state_dict)
+        if entries:
             state = {
-                i: {k: v for k, v in e.items() if k not in aside[i][1]} if i in aside else e
-                for i, e in state_dict["state"].items()
+                i: entries[i][1] if i in entries else e for i, e in state_dict["state"].items()
             }
             state_dict = {**state_dict, "state": state}
         super().load_state_dict(state_dict)
-        for param, tensors in aside.values():
-            self.state[param].update({k: v.to(device=param.device) for k, v in tensors.items()})
+        for param, _, aside in entries.values():
+            self.state[param].update({k: v.to(device=param.device) for k, v in aside.items()})
 
-    def _set_aside(self, state_dict: Mapping[str, Any]) -> dict[Any, tuple[Any, dict[str, Any]]]:
+    def _checked_entries(
+        self, state_dict: Mapping[str, Any]
+    ) -> dict[Any, tuple[torch.Tensor, dict[str, Any], dict[str, Any]]]:
         """Check each saved state entry against its param and group (see load_state_dict);
-        return, by saved param id, the param and its tensors of another dtype. A state
-        dict whose groups do not line up is left to torch.optim's checks."""
+        return, by saved param id, the param, the entry for torch.optim to load (cast where
+        torch casts) and the tensors to load as they are (of a storage format), for the
+        entries that torch.optim alone would load otherwise. A state dict whose groups do
+        not line up is left to torch.optim's checks."""
         saved = state_dict.get("param_groups") if isinstance(state_dict, Mapping) else None
         entries = state_dict.get("state") if isinstance(state_dict, Mapping) else None
         if not isinstance(saved, Sequence) or not isinstance(entries, Mapping):
@@ -381,21 +371,19 @@ class Optimizer(torch.optim.Optimizer):
                 return {}
             group = {**self._flags, **theirs, "params": mine["params"]}
             owners.update((i, (p, group)) for i, p in zip(ids, mine["params"], strict=True))
-        aside = {}
+        checked = {}
         for index, entry in entries.items():
             if index not in owners or not isinstance(entry, Mapping):
                 continue
             param, group = owners[index]
-            described = {k: _described(k, v) for k, v in entry.items()}
-            self._check_entry(index, described, _described("", param), group)
-            other = {
-                k: v
-                for k, v in entry.items()
-                if k != "step" and isinstance(v, torch.Tensor) and v.dtype != param.dtype
-            }
-            if other:
-                aside[index] = (param, other)
-        return aside
+            cast = {k: _cast_as_torch(k, v, param) for k, v in entry.items()}
+            described = {k: _described(k, v) for k, v in cast.items()}
+            _plan.check_entry(self.algorithm, index, described, _described("", param), group)
+            aside = {k: v for k, v in cast.items() if _stored_as_is(k, v, param)}
+            if aside or any(v is not entry[k] for k, v in cast.items()):
+                rest = {k: v for k, v in cast.items() if k not in aside}
+                checked[index] = (param, rest, aside)
+        return checked
 
     def _new_buffer(self, slot: str, param: torch.Tensor) -> torch.Tensor:
         """A state buffer on first use: zeros like the param."""
@@ -408,14 +396,16 @@ class Optimizer(torch.optim.Optimizer):
         wanted: Mapping[str, tuple[np.dtype, tuple]] | None = None,
         view: np.ndarray | None = None,
     ) -> dict[str, Any]:
-        """New state entries: a 0-d step count, master weights (the param in float32), and
-        buffers of zeros, like the param unless ``wanted`` (the twin's ``_wanted`` of the
-        param's ``view``) gives another dtype or shape."""
+        """New state entries: a 0-d step count and scalar state, master weights (the param
+        in float32), and buffers of zeros, like the param unless ``wanted`` (the planner's
+        ``wanted`` of the param's ``view``) gives another dtype or shape."""
         like = None if view is None else (view.dtype, view.shape)
         state: dict[str, Any] = {}
         for key in keys:
             if key == "step":
                 state[key] = torch.tensor(0.0, dtype=_step_dtype())
+            elif key in self.algorithm.scalars:  # as torch.optim keeps them: 0-d tensors
+                state[key] = torch.tensor(self.algorithm.scalars[key], dtype=_step_dtype())
             elif key == MASTER:
                 state[key] = param.detach().to(torch.float32, copy=True)
             elif wanted is None or wanted[key] == like:
@@ -448,25 +438,36 @@ class Optimizer(torch.optim.Optimizer):
         case): the boundary reads each tensor through its data pointer, with the checks it
         gives NumPy arrays. False, with nothing changed, where anything is missing or
         rejected: then _fused_step makes the missing state, or says what is wrong."""
-        batch = _ext.Batch(self._kernel, self._labels_of_batch(), tensors=True)
+        algorithm = self.algorithm
+        if algorithm.scalars:  # per-param coefficients: the general step
+            return False
+        batch = _ext.Batch(algorithm.kernel, self._labels_of_batch(), tensors=True)
         first = 0
         try:
             for group in self.param_groups:
                 hyper = self._hyperparameters(group)
-                slots = self._slot_names(hyper)
+                slots = _plan.slot_names(self.algorithm, hyper)
                 coef_ids: dict[int, int] = {}
 
                 def coef_id(
                     step: int, hyper: Mapping[str, Any] = hyper, ids: dict = coef_ids
                 ) -> int:
                     if step not in ids:
-                        ids[step] = batch.add_coef(self._coefficients(hyper, step, False))
+                        coef = algorithm.coefficients(hyper, step, False, algorithm.scalars)
+                        ids[step] = batch.add_coef(coef)
                     return ids[step]
 
                 params = group["params"]
-                layout = self._layout(hyper, slots)
+                layout = _plan.layout(self.algorithm, hyper, slots)
                 batch.add_group(
-                    first, params, None, self.state, slots, coef_id, *layout, self._keeps_step
+                    first,
+                    params,
+                    None,
+                    self.state,
+                    slots,
+                    coef_id,
+                    *layout,
+                    self.algorithm.counts_steps,
                 )
                 first += len(params)
             batch.run()
@@ -478,19 +479,23 @@ class Optimizer(torch.optim.Optimizer):
         return True
 
     def _labels_of_batch(self) -> tuple[str, ...]:
-        return optimizers._batch_labels(self._slots, self._formats)
+        return _plan.batch_labels(self.algorithm)
 
     def _fused_step(self) -> None:
-        batch = _ext.Batch(self._kernel, self._labels_of_batch())
+        """The general step: makes the state a param lacks (kept only if the step
+        succeeds), unwraps DTensor shards, and names the tensor at fault on any error."""
+        batch = _ext.Batch(self.algorithm.kernel, self._labels_of_batch(), tensors=True)
         created: list[tuple[torch.Tensor, dict[str, Any]]] = []
         steps: list[torch.Tensor] = []
+        scaled: list[tuple[dict[str, Any], dict[str, float]]] = []
         written: list[torch.Tensor] = []
         index = -1  # params are numbered across groups, as in state_dict()
         dtensor = _dtensor_class()
         for number, group in enumerate(self.param_groups):
             hyper = self._hyperparameters(group)
-            slots = self._slot_names(hyper)
-            spec, absmax, master = self._layout(hyper, slots)
+            slots = _plan.slot_names(self.algorithm, hyper)
+            spec, absmax, master = _plan.layout(self.algorithm, hyper, slots)
+            required = _ext.active_mask(slots)
             coef_ids: dict[tuple[int, bool], int] = {}
             wanted: dict[tuple, dict[str, tuple[np.dtype, tuple]]] = {}
             for position, param in enumerate(group["params"]):
@@ -503,35 +508,43 @@ class Optimizer(torch.optim.Optimizer):
                 if shard is not None:
                     self._sharded = True
                     # Shards that do not line up could pass the kernel's checks; a DTensor
-                    # grad or state of a plain param fails .numpy(), and _rejection says why.
+                    # grad or state of a plain param is rejected, and _rejection says why.
                     tensors = (param, grad, *[None if s is None else state.get(s) for s in slots])
                     self._check_sharding(number, position, tensors, slots, shard, hyper)
                 try:
-                    view, state, arrays, missing = self._views(param, state, hyper, shard, wanted)
+                    local, state, buffers_of, missing = self._locals(
+                        param, state, hyper, shard, wanted
+                    )
                     if missing:
                         created.append((param, state))
                     step = 1
-                    if self._keeps_step:
+                    if self.algorithm.counts_steps:
                         step = self._step_count(number, position, state["step"]) + 1
                         steps.append(state["step"])
-                    key = (step, any(s in missing for s in slots))
+                    scalars = {k: float(state[k]) for k in self.algorithm.scalars}
+                    key = (step, any(s in missing for s in slots), *scalars.values())
                     coef_id = coef_ids.get(key)
                     if coef_id is None:
-                        coef_id = coef_ids[key] = batch.add_coef(self._coefficients(hyper, *key))
-                    grad_view = _array(_local(grad, shard))
-                    buffers = (view, grad_view, *[None if s is None else arrays[s] for s in slots])
+                        coef = self.algorithm.coefficients(hyper, step, key[1], scalars)
+                        coef_id = coef_ids[key] = batch.add_coef(coef)
+                    if self.algorithm.advance is not None:
+                        scaled.append((state, self.algorithm.advance(hyper, step)))
+                    main = (local, _unwrapped(grad, shard))
+                    buffers = (*main, *[None if s is None else buffers_of[s] for s in slots])
                     if absmax is not None or master is not None:
-                        buffers = optimizers._compressed_buffers(
-                            buffers, view, arrays, absmax, master
+                        copy = local.dtype == torch.bfloat16
+                        buffers = _plan.compressed_buffers(
+                            buffers, copy, buffers_of, absmax, master
                         )
-                    batch.add(index, buffers, coef_id, spec, step)
+                    batch.add(index, buffers, coef_id, spec, step, required)
                 except (TypeError, ValueError, RuntimeError, AttributeError) as error:
                     tensors = (param, grad, *[None if s is None else state.get(s) for s in slots])
                     problem = self._rejection(number, position, tensors, slots, dtensor)
                     if problem is None:
-                        self._check_8bit_state(
-                            _array(_local(param, shard)),
-                            {k: _array(_local(v, shard)) for k, v in _buffers(state).items()},
+                        _plan.check_8bit_state(
+                            self.algorithm,
+                            _described("", _local(param, shard)),
+                            {k: _described(k, _local(v, shard)) for k, v in state.items()},
                             hyper,
                             f"the state of param {position} of group {number}",
                             "del optimizer.state[param]",
@@ -539,7 +552,7 @@ class Optimizer(torch.optim.Optimizer):
                         raise
                     raise problem from error
                 # The tensors written (a DTensor's and its local shard's), for their versions.
-                touched = [param, *[state[k] for k in arrays]]
+                touched = [param, *[state[k] for k in buffers_of]]
                 written += touched
                 if shard is not None:
                     written += [_local(t, shard) for t in touched]
@@ -553,38 +566,43 @@ class Optimizer(torch.optim.Optimizer):
             self.state[param] = state
         if steps:
             torch._foreach_add_(steps, 1)
+        for state, factors in scaled:  # as torch.optim.NAdam: mu_product *= mu, a tensor
+            for name, factor in factors.items():
+                state[name].mul_(factor)
         if written:
             torch.autograd.graph.increment_version(written)
 
-    def _views(
+    def _locals(
         self,
         param: torch.Tensor,
         state: dict[str, Any],
         hyper: Mapping[str, Any],
         shard: type | None,
         cache: dict[tuple, dict[str, tuple[np.dtype, tuple]]],
-    ) -> tuple[np.ndarray, dict[str, Any], dict[str, np.ndarray], list[str]]:
-        """Zero-copy views of a param and of the state buffers its step uses, made afresh
-        at every step (memory is never cached), with the entries the state lacks made
-        (the twin's ``_wanted``: existing state keeps its format). Returns the param's
-        view, its state (a new dict if anything was made), the views by state key and
-        the keys made. ``shard``: the DTensor class if the param is one; ``cache``: the
-        ``_wanted`` of the group's params so far, by the param's dtype and shape and the
-        dtype its state is stored in."""
-        view = _array(_local(param, shard))
-        arrays = {k: _array(_local(v, shard)) for k, v in _buffers(state).items()}
-        store = self._stored(arrays, view)
-        key = (view.dtype, view.shape, store)
+    ) -> tuple[torch.Tensor, dict[str, Any], dict[str, Any], list[str]]:
+        """The param and the state buffers its step uses, as the plain tensors the
+        boundary reads (a DTensor's local shard), with the entries the state lacks made
+        (the planner's ``wanted``, read from stand-ins of the tensors' dtypes and shapes:
+        existing state keeps its format). Returns the param, its state (a new dict if
+        anything was made), the buffers by state key and the keys made. ``shard``: the
+        DTensor class if the param is one; ``cache``: the ``_wanted`` of the group's
+        params so far, by the param's dtype and shape and the dtype its state is stored in."""
+        local = _unwrapped(param, shard)
+        like = _described("", local)
+        store = _plan.stored(
+            self.algorithm, {k: _described(k, v) for k, v in _buffers(state).items()}, like
+        )
+        key = (like.dtype, like.shape, store)
         wanted = cache.get(key)
         if wanted is None:
-            wanted = cache[key] = self._wanted(view, hyper, store=store)
+            wanted = cache[key] = _plan.wanted(self.algorithm, like, hyper, store=store)
         missing = [k for k in wanted if state.get(k) is None]
-        if self._keeps_step and state.get("step") is None:
+        missing += [k for k in self.algorithm.scalars if state.get(k) is None]
+        if self.algorithm.counts_steps and state.get("step") is None:
             missing.insert(0, "step")
         if missing:
-            state = {**state, **self._new_state(param, missing, wanted, view)}
-        arrays = {k: arrays[k] if k in arrays else _array(_local(state[k], shard)) for k in wanted}
-        return view, state, arrays, missing
+            state = {**state, **self._new_state(param, missing, wanted, like)}
+        return local, state, {k: _unwrapped(state[k], shard) for k in wanted}, missing
 
     @staticmethod
     def _step_count(number: int, position: int, count: object) -> int:
@@ -605,8 +623,8 @@ class Optimizer(torch.optim.Optimizer):
         """The dtypes tensor ``which`` of a param's step (0: the param, 1: its grad, then
         its state buffers) may have."""
         if which == 0:
-            return _FORMAT_DTYPES if self._formats else _DTYPES
-        if self._formats and param.dtype in _LOW:
+            return _FORMAT_DTYPES if self.algorithm.formats else _DTYPES
+        if self.algorithm.formats and param.dtype in _LOW:
             return _LOW if which == 1 else (*_LOW, torch.uint8)
         return (param.dtype,)
 
@@ -622,7 +640,7 @@ class Optimizer(torch.optim.Optimizer):
         """Raise unless grad and state are sharded as the param is (see _sharding_problem)
         and the param's state is kept as the param is (no compressed formats)."""
         param = tensors[0]
-        fmt = self._format(hyper)
+        fmt = _plan.format_of(self.algorithm, hyper)
         if fmt is not None and (param.dtype == torch.bfloat16 or fmt != DEFAULT_FORMAT):
             raise ValueError(
                 f"param {position} of group {number} is a DTensor; fastadam.torch keeps "
@@ -710,7 +728,7 @@ class Adam(Optimizer):
     tensor([0.3000, 0.3000, 0.3000])
     """
 
-    _twin = optimizers.Adam
+    algorithm = ALGORITHMS["Adam"]
 
     def __init__(
         self,
@@ -735,6 +753,15 @@ class Adam(Optimizer):
         seed: int = 0,
     ) -> None:
         super().__init__(params, _settings(locals()))
+
+    def _check_defaults(self, defaults: Mapping[str, Any]) -> None:
+        """As torch.optim.Adam, after the values: betas are two floats or two tensors."""
+        betas = defaults["betas"]
+        if not (
+            all(isinstance(b, float) for b in betas)
+            or all(isinstance(b, torch.Tensor) for b in betas)
+        ):
+            raise ValueError("betas must be either both floats or both Tensors")
 
 
 class AdamW(Adam):
@@ -787,8 +814,7 @@ class SGD(Optimizer):
     """SGD with momentum, as ``torch.optim.SGD``: the state holds only a
     ``momentum_buffer`` per param, and nothing when momentum is 0."""
 
-    _twin = optimizers.SGD
-    _keeps_step = False
+    algorithm = ALGORITHMS["SGD"]
 
     def __init__(
         self,
@@ -810,7 +836,7 @@ class SGD(Optimizer):
 class RMSprop(Optimizer):
     """RMSprop, as ``torch.optim.RMSprop``; see :class:`fastadam.RMSprop`."""
 
-    _twin = optimizers.RMSprop
+    algorithm = ALGORITHMS["RMSprop"]
 
     def __init__(
         self,
@@ -834,7 +860,7 @@ class Adagrad(Optimizer):
     params is made at once, and every ``sum`` starts at the constructor's
     ``initial_accumulator_value``."""
 
-    _twin = optimizers.Adagrad
+    algorithm = ALGORITHMS["Adagrad"]
 
     def __init__(
         self,
@@ -863,7 +889,7 @@ class Adagrad(Optimizer):
 class Adamax(Optimizer):
     """Adamax, as ``torch.optim.Adamax``; see :class:`fastadam.Adamax`."""
 
-    _twin = optimizers.Adamax
+    algorithm = ALGORITHMS["Adamax"]
 
     def __init__(
         self,
@@ -888,7 +914,7 @@ class Lion(Optimizer):
     laid out as torch.optim's Adam keeps its state.
     """
 
-    _twin = optimizers.Lion
+    algorithm = ALGORITHMS["Lion"]
 
     def __init__(
         self,

@@ -827,3 +827,71 @@ def test_example_train_mlp_prints_equal_losses(torch: ModuleType) -> None:
     assert "fastadam.torch.Adam step time:" in result.stdout
     difference = next(line for line in result.stdout.splitlines() if "max relative loss" in line)
     assert float(difference.split()[-1]) <= 1e-5
+
+
+# ------------------------------------------------------------- torch.optim's details
+
+
+@pytest.mark.parametrize("name", FORMATS)
+@pytest.mark.parametrize("betas", [(0.9, "tensor"), ("tensor", 0.999), (0, 0.999)], ids=str)
+def test_mixed_betas_raise_torch_error(
+    torch: ModuleType, ft: ModuleType, name: str, betas: tuple[Any, Any]
+) -> None:
+    """Betas of a float and a tensor (or an int) raise torch.optim's ValueError, after the
+    value checks, exactly where torch.optim's constructor raises it."""
+    betas = tuple(torch.tensor(0.95) if b == "tensor" else b for b in betas)
+    param = torch.nn.Parameter(torch.zeros(3))
+    errors = []
+    for module in (torch.optim, ft):
+        with pytest.raises((TypeError, ValueError)) as caught:
+            getattr(module, name)([param], betas=betas)
+        errors.append((type(caught.value), str(caught.value)))
+    assert errors[0] == errors[1]
+    if betas[1] == 0.999 and betas[0] == 0:
+        assert errors[1] == (ValueError, "betas must be either both floats or both Tensors")
+
+
+@pytest.mark.parametrize("name", ALL_NAMES)
+@pytest.mark.parametrize(
+    ("param_dtype", "saved_dtype"), [("float32", "float64"), ("float64", "float32")]
+)
+def test_load_state_dict_casts_floating_state(
+    torch: ModuleType, ft: ModuleType, name: str, param_dtype: str, saved_dtype: str
+) -> None:
+    """As torch.optim's load_state_dict: floating state of another dtype than the param
+    (and of no storage format) is cast to the param's dtype, the step count is not, and
+    training continues as torch.optim's does from the same checkpoint."""
+    dtype = getattr(torch, param_dtype)
+    torch.manual_seed(0)
+    start = torch.randn(64, dtype=dtype)
+    grads = [torch.randn(64, dtype=dtype) for _ in range(4)]
+    twin = getattr(torch.optim, name, None) if name != "Lion" else None
+    reference_cls = twin or getattr(ft, name)
+    params = [torch.nn.Parameter(start.clone()) for _ in range(2)]
+    hp = FULL_STATE[name]
+    source = reference_cls([params[0]], **hp)
+    params[0].grad = grads[0]
+    source.step()
+    saved = source.state_dict()
+    for entry in saved["state"].values():
+        for key, value in entry.items():
+            if key != "step" and torch.is_tensor(value) and value.is_floating_point():
+                entry[key] = value.to(getattr(torch, saved_dtype))
+    ours = getattr(ft, name)([params[1]], **hp)
+    ours.load_state_dict(copy.deepcopy(saved))
+    for key, value in ours.state[params[1]].items():
+        if key != "step" and torch.is_tensor(value):
+            assert value.dtype == dtype, key
+    step_dtype = saved["state"][0].get("step")
+    if step_dtype is not None:
+        assert ours.state[params[1]]["step"].dtype == step_dtype.dtype
+    params[1].data.copy_(params[0].data)
+    reference = reference_cls([params[0]], **hp)
+    reference.load_state_dict(copy.deepcopy(saved))
+    for grad in grads[1:]:
+        for param, opt in ((params[0], reference), (params[1], ours)):
+            param.grad = grad.clone()
+            opt.step()
+    np.testing.assert_allclose(
+        params[1].detach().numpy(), params[0].detach().numpy(), rtol=TOLERANCE[param_dtype]
+    )

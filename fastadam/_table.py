@@ -1,0 +1,261 @@
+"""The algorithm table: one record per optimizer, read by every front end.
+
+A record says what the C side needs (the kernel, its state buffers in kernel
+order) and what the Python side needs (the hyperparameters of a param group with
+their defaults, how a group and a step give the kernel's coefficients, which
+state buffers a group's settings use and what they start as, scalar state, and
+whether the step count is kept). The NumPy classes (``fastadam.optimizers``), the
+PyTorch drop-in (``fastadam.torch``) and the step planner (``fastadam._plan``)
+read these records and nothing else about an algorithm; the functional API calls
+the same coefficient functions (``fastadam._algorithms``).
+
+Adding an optimizer: a kernel in src_c (see fastadam.h), its coefficient function
+in _algorithms.py, a record here, a class in each front end, and a row in the
+test registry (tests/registry.py). CONTRIBUTING.md walks through it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import _algorithms, _ext
+from . import _validate as check
+
+__all__ = ["ALGORITHMS", "Algorithm"]
+
+Group = Mapping[str, Any]
+Scalars = Mapping[str, float]
+
+
+@dataclass(frozen=True)
+class Algorithm:
+    """One optimizer, as every front end reads it.
+
+    Attributes
+    ----------
+    name
+        The class name in every front end (``"Adam"``).
+    kernel
+        The C kernel (``fastadam._ext.ADAM``, ...; ``fa_algo`` in fastadam.h). The
+        kernel's own mask (``fa_required_buffers``) says which state buffers it
+        always needs; the others are switched on by ``active``.
+    slots
+        The state buffers in kernel order, named as torch.optim names them.
+    defaults
+        A param group's hyperparameters and their defaults, as the NumPy class's
+        constructor takes them.
+    coefficients
+        ``(group, step, fresh, scalars) -> coefficients``: check the group's
+        hyperparameters and give the kernel's coefficients for ``step`` (1-based),
+        in double; ``fresh`` is true when the state buffers were made for this
+        step; ``scalars`` is the param's scalar state before the step.
+    active
+        ``group -> flags``: which of ``slots`` the group's settings use (None: all).
+    advance
+        ``(group, step, scalars) -> scalars``: the scalar state after a step.
+    scalars
+        Scalar state entries (NAdam's ``mu_product``) and their first values.
+    initial
+        ``(slot, group) -> value`` a state buffer starts as (None: zeros).
+    formats
+        Whether the kernel has compressed formats (bfloat16 and 8-bit state).
+    counts_steps
+        Whether the state keeps a ``"step"`` count (torch.optim.SGD keeps none).
+    """
+
+    name: str
+    kernel: int
+    slots: tuple[str, ...]
+    defaults: Mapping[str, Any]
+    coefficients: Callable[[Group, int, bool, Scalars], tuple[float, ...]]
+    active: Callable[[Group], tuple[bool, ...]] | None = None
+    advance: Callable[[Group, int, Scalars], dict[str, float]] | None = None
+    scalars: Mapping[str, float] = field(default_factory=dict)
+    initial: Callable[[str, Group], float] | None = None
+    formats: bool = False
+    counts_steps: bool = True
+
+    def check(self, group: Group) -> None:
+        """Raise if the group's hyperparameters are invalid (torch.optim's messages)."""
+        self.coefficients(group, 1, True, self.scalars)
+        self.used(group)
+
+    def used(self, group: Group) -> tuple[bool, ...]:
+        """Which of ``slots`` the group's settings use."""
+        return (True,) * len(self.slots) if self.active is None else self.active(group)
+
+
+# ---------------------------------------------------------------------- the records
+
+
+def _adam(group: Group, step: int, fresh: bool, scalars: Scalars) -> tuple[float, ...]:
+    beta1, beta2 = check.betas(group["betas"])
+    return _algorithms.adam(
+        step=step,
+        lr=group["lr"],
+        beta1=beta1,
+        beta2=beta2,
+        eps=group["eps"],
+        weight_decay=group["weight_decay"],
+        decoupled_weight_decay=group["decoupled_weight_decay"],
+        maximize=group["maximize"],
+    )
+
+
+def _sgd(group: Group, step: int, fresh: bool, scalars: Scalars) -> tuple[float, ...]:
+    return _algorithms.sgd(
+        lr=group["lr"],
+        momentum=group["momentum"],
+        dampening=group["dampening"],
+        weight_decay=group["weight_decay"],
+        nesterov=group["nesterov"],
+        maximize=group["maximize"],
+        first_step=fresh,
+    )
+
+
+def _rmsprop(group: Group, step: int, fresh: bool, scalars: Scalars) -> tuple[float, ...]:
+    return _algorithms.rmsprop(
+        lr=group["lr"],
+        alpha=group["alpha"],
+        eps=group["eps"],
+        weight_decay=group["weight_decay"],
+        momentum=group["momentum"],
+        centered=group["centered"],
+        maximize=group["maximize"],
+    )
+
+
+def _adagrad(group: Group, step: int, fresh: bool, scalars: Scalars) -> tuple[float, ...]:
+    _algorithms.initial_accumulator_value(group["initial_accumulator_value"])
+    return _algorithms.adagrad(
+        step=step,
+        lr=group["lr"],
+        lr_decay=group["lr_decay"],
+        weight_decay=group["weight_decay"],
+        eps=group["eps"],
+        maximize=group["maximize"],
+    )
+
+
+def _adamax(group: Group, step: int, fresh: bool, scalars: Scalars) -> tuple[float, ...]:
+    beta1, beta2 = check.betas(group["betas"])
+    return _algorithms.adamax(
+        step=step,
+        lr=group["lr"],
+        beta1=beta1,
+        beta2=beta2,
+        eps=group["eps"],
+        weight_decay=group["weight_decay"],
+        maximize=group["maximize"],
+    )
+
+
+def _lion(group: Group, step: int, fresh: bool, scalars: Scalars) -> tuple[float, ...]:
+    beta1, beta2 = check.betas(group["betas"])
+    return _algorithms.lion(
+        lr=group["lr"],
+        beta1=beta1,
+        beta2=beta2,
+        weight_decay=group["weight_decay"],
+        maximize=group["maximize"],
+    )
+
+
+ADAM_DEFAULTS: dict[str, Any] = {
+    "lr": 1e-3,
+    "betas": (0.9, 0.999),
+    "eps": 1e-8,
+    "weight_decay": 0.0,
+    "amsgrad": False,
+    "maximize": False,
+    "decoupled_weight_decay": False,
+}
+
+ALGORITHMS: dict[str, Algorithm] = {
+    a.name: a
+    for a in (
+        Algorithm(
+            name="Adam",
+            kernel=_ext.ADAM,
+            slots=("exp_avg", "exp_avg_sq", "max_exp_avg_sq"),
+            defaults=ADAM_DEFAULTS,
+            coefficients=_adam,
+            active=lambda group: (True, True, check.flag("amsgrad", group["amsgrad"])),
+            formats=True,
+        ),
+        Algorithm(
+            name="SGD",
+            kernel=_ext.SGD,
+            slots=("momentum_buffer",),
+            defaults={
+                "lr": 1e-3,
+                "momentum": 0.0,
+                "dampening": 0.0,
+                "weight_decay": 0.0,
+                "nesterov": False,
+                "maximize": False,
+            },
+            coefficients=_sgd,
+            active=lambda group: (check.momentum(group["momentum"]) != 0,),
+            counts_steps=False,
+        ),
+        Algorithm(
+            name="RMSprop",
+            kernel=_ext.RMSPROP,
+            slots=("square_avg", "grad_avg", "momentum_buffer"),
+            defaults={
+                "lr": 1e-2,
+                "alpha": 0.99,
+                "eps": 1e-8,
+                "weight_decay": 0.0,
+                "momentum": 0.0,
+                "centered": False,
+                "maximize": False,
+            },
+            coefficients=_rmsprop,
+            active=lambda group: (
+                True,
+                check.flag("centered", group["centered"]),
+                check.momentum(group["momentum"]) > 0,
+            ),
+        ),
+        Algorithm(
+            name="Adagrad",
+            kernel=_ext.ADAGRAD,
+            slots=("sum",),
+            defaults={
+                "lr": 1e-2,
+                "lr_decay": 0.0,
+                "weight_decay": 0.0,
+                "initial_accumulator_value": 0.0,
+                "eps": 1e-10,
+                "maximize": False,
+            },
+            coefficients=_adagrad,
+            initial=lambda slot, group: group["initial_accumulator_value"],
+        ),
+        Algorithm(
+            name="Adamax",
+            kernel=_ext.ADAMAX,
+            slots=("exp_avg", "exp_inf"),
+            defaults={
+                "lr": 2e-3,
+                "betas": (0.9, 0.999),
+                "eps": 1e-8,
+                "weight_decay": 0.0,
+                "maximize": False,
+            },
+            coefficients=_adamax,
+        ),
+        Algorithm(
+            name="Lion",
+            kernel=_ext.LION,
+            slots=("exp_avg",),
+            defaults={"lr": 1e-4, "betas": (0.9, 0.99), "weight_decay": 0.0, "maximize": False},
+            coefficients=_lion,
+        ),
+    )
+}
