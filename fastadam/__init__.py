@@ -14,10 +14,9 @@ True
 
 from . import functional
 from ._config import get_num_threads, set_num_threads, show_config
+from ._version import __version__
 from .checkpoint import CheckpointError, load, save
 from .optimizers import SGD, Adagrad, Adam, Adamax, AdamW, Lion, Optimizer, RMSprop
-
-__version__ = "0.1.0"
 
 __all__ = [
     "SGD",

@@ -8,6 +8,7 @@ import platform
 import numpy as np
 
 from . import _ext
+from ._version import __version__
 
 __all__ = ["available_cpus", "get_num_threads", "set_num_threads", "show_config"]
 
@@ -42,8 +43,6 @@ def get_num_threads() -> int:
 
 def config() -> dict[str, object]:
     """The configuration as a dict (what ``show_config`` prints)."""
-    from . import __version__
-
     return {
         "fastadam": __version__,
         "python": platform.python_version(),

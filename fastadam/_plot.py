@@ -17,8 +17,6 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from .bench import Report
-
 __all__ = ["PLOT_EXTRA", "MissingPlotExtra", "new_figure", "plot_bench", "require_plot_extra"]
 
 PLOT_EXTRA = 'pip install "fastadam[plot]"'
@@ -68,9 +66,15 @@ def new_figure(size: tuple[int, int]) -> Figure:
     return figure
 
 
-def _results(report: Report | Mapping[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """The results as dicts and the machine info, from a Report or its JSON form."""
-    data = dataclasses.asdict(report) if dataclasses.is_dataclass(report) else dict(report)
+def _results(report: object) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The results as dicts and the machine info, from a benchmark report (a dataclass,
+    fastadam.bench.Report, which this module does not import) or its JSON form."""
+    if dataclasses.is_dataclass(report) and not isinstance(report, type):
+        data = dataclasses.asdict(report)
+    elif isinstance(report, Mapping):
+        data = dict(report)
+    else:
+        raise TypeError(f"report must be a benchmark Report or its JSON form, got {report!r}")
     return [dict(r) for r in data["results"]], dict(data.get("machine", {}))
 
 
@@ -96,7 +100,7 @@ def _draw_panel(ax: Axes, results: list[dict[str, Any]]) -> None:
 
 
 def plot_bench(
-    report: Report | Mapping[str, Any],
+    report: object,
     path: str | os.PathLike[str],
     size: tuple[int, int] | None = None,
 ) -> None:

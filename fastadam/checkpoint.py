@@ -67,6 +67,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from ._version import __version__
 from .optimizers import Optimizer
 
 __all__ = ["FORMAT_VERSION", "MAGIC", "CheckpointError", "load", "save"]
@@ -157,7 +158,7 @@ def save(optimizer: Optimizer, path: PathLike) -> None:
     header = {
         "format": FORMAT_NAME,
         "optimizer": {"class": type(optimizer).__qualname__, "module": type(optimizer).__module__},
-        "fastadam_version": _version(),
+        "fastadam_version": __version__,
         "arrays": table,
         "state_dict": encoded,
     }
@@ -268,12 +269,6 @@ def _fsync_directory(directory: str) -> None:
 
 def _aligned(n: int) -> int:
     return -(-n // _ALIGN) * _ALIGN
-
-
-def _version() -> str:
-    from . import __version__
-
-    return __version__
 
 
 def _encode(value: Any, arrays: list[np.ndarray], where: str) -> Any:
