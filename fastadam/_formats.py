@@ -207,7 +207,7 @@ def state_storage(param: np.ndarray, state: str | None, min_8bit: int) -> np.dty
 # stochastically wherever round-to-nearest stalls, that is, into bfloat16 state (at
 # beta2 = 0.999, v cannot decay by 0.1 % per step with 8 bits of mantissa), 8-bit
 # state (after the gradients shrink, codes stick while absmax decays;
-# tests/test_lowp_accuracy.py) and bfloat16 params (updates below half a unit in the
+# tests/test_compressed_accuracy.py) and bfloat16 params (updates below half a unit in the
 # last place are lost); a param copy of master weights always rounds to nearest.
 Spec = tuple[bool | None, int, int]
 DEFAULT_SPEC: Spec = (None, 256, 0)

@@ -50,7 +50,7 @@ FA_INLINE FA_T FA_NAME(lerp_select)(FA_T a, FA_T b, FA_T w, FA_UINT small)
  * p -= step_size*m / (sqrt(v)/sqrt(1-b2^t) + eps)
  *
  * Written once as the update of one element (s = {m, v, vmax}), used by the
- * loop below and by the compressed-state kernels (lowp_impl.h, in float).
+ * loop below and by the compressed-state kernels (compressed_impl.h, in float).
  */
 typedef struct {
     FA_T w1, beta2, w2, eps, step_size, bc2_sqrt, weight_decay, param_scale;

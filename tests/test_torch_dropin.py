@@ -36,7 +36,7 @@ DTYPES = ["float32", "float64"]
 TOLERANCE = {"float32": 1e-5, "float64": 1e-10}
 NAMES = list(TORCH_INPUTS)  # the optimizers torch.optim has; Lion is tested on its own
 ALL_NAMES = [*NAMES, "Lion"]
-FORMATS = ("Adam", "AdamW")  # with compressed formats (tests/test_torch_lowp.py)
+FORMATS = ("Adam", "AdamW")  # with compressed formats (tests/test_torch_compressed.py)
 # A setting per optimizer that uses every state buffer it has.
 FULL_STATE: dict[str, dict[str, Any]] = {
     "SGD": {"momentum": 0.9, "nesterov": True, "weight_decay": 0.1},

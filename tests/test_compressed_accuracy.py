@@ -13,7 +13,7 @@
 
 import numpy as np
 import pytest
-import twin_lowp as tw
+import twin_compressed as tw
 
 import fastadam
 from fastadam import functional as F

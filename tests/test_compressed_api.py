@@ -7,7 +7,7 @@ rejects every inconsistent buffer before anything is modified.
 
 import numpy as np
 import pytest
-import twin_lowp as tw
+import twin_compressed as tw
 
 import fastadam
 from fastadam import functional as F
@@ -155,7 +155,7 @@ def test_skip_if_nonfinite_sees_bfloat16_grads():
     assert opt.step([np.zeros(100, BF16)], skip_if_nonfinite=True) is True
 
 
-# Bad format options of the classes, with their errors (tests/test_torch_lowp.py too).
+# Bad format options of the classes, with their errors (tests/test_torch_compressed.py too).
 BAD_OPTIONS = [
     ({"state_dtype": "int4"}, ValueError, r"Invalid state_dtype: 'int4'"),
     ({"rounding": "up"}, ValueError, r"Invalid rounding: 'up'"),

@@ -2,14 +2,14 @@
 (AVX-512 VBMI permutes, 64 elements at a time, where the CPU has them) and loads
 (every other CPU, and the remainder of a block that is not a multiple of 64).
 Both must find the nearest code of every float and match the NumPy twin
-(twin_lowp.py) on every code, block size and tail. On a CPU without VBMI both
+(twin_compressed.py) on every code, block size and tail. On a CPU without VBMI both
 runs take the loads.
 """
 
 import numpy as np
 import pytest
-import twin_lowp as tw
-from test_lowp_kernels import _copy, _run, _same, _search_inputs, _twin
+import twin_compressed as tw
+from test_compressed_kernels import _copy, _run, _same, _search_inputs, _twin
 
 from fastadam import _ext
 

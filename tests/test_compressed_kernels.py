@@ -1,4 +1,4 @@
-"""Compressed formats, bit for bit: the kernels against the NumPy twin (twin_lowp.py).
+"""Compressed formats, bit for bit: the kernels against the NumPy twin (twin_compressed.py).
 
 bfloat16 params, grads and state and 8-bit codes with their absmax must equal
 the twin's exactly, with nearest and stochastic rounding; the 8-bit search must
@@ -10,7 +10,7 @@ import itertools
 
 import numpy as np
 import pytest
-import twin_lowp as tw
+import twin_compressed as tw
 
 import fastadam
 from fastadam import _ext, _formats

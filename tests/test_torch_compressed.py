@@ -1,6 +1,6 @@
 """fastadam.torch's Adam and AdamW in compressed formats, against the NumPy classes.
 
-The reference is fastadam.Adam (tests/test_lowp_*.py hold it bit for bit to the
+The reference is fastadam.Adam (tests/test_compressed_*.py hold it bit for bit to the
 NumPy twin of the formats): on the same data, fastadam.torch must give the same
 bits in every param and state entry, step after step, for every combination of
 param, grad and state dtype, master weights, amsgrad and AdamW, because both run
@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-import twin_lowp as tw
-from test_lowp_api import BAD_OPTIONS
+import twin_compressed as tw
+from test_compressed_api import BAD_OPTIONS
 
 import fastadam
 from fastadam.optimizers import FORMAT_DEFAULTS
