@@ -1,6 +1,7 @@
 """Type stub for the compiled boundary module (fastadam/_ext.pyx)."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -34,6 +35,10 @@ def has_openmp() -> bool: ...
 def simd_level() -> str: ...
 def q8_lookups() -> str: ...
 def set_byte_tables(enable: bool) -> None: ...
+def set_tensor_types(
+    classes: tuple[type, ...], to_dlpack: Callable[[Any], object], bfloat16: object
+) -> None: ...
+def active_mask(slots: tuple[str | None, ...]) -> int: ...
 def run1(
     algo: int,
     names: tuple[str, ...],
@@ -46,29 +51,34 @@ def run1(
 class StateMissing(LookupError): ...
 
 class Batch:
-    def __init__(self, algo: int, names: tuple[str, ...]) -> None: ...
+    def __init__(
+        self, algo: int, names: tuple[str, ...], tensors: bool = False, params_only: bool = False
+    ) -> None: ...
     def add_coef(self, coef: tuple[float, ...]) -> int: ...
     def add(
         self,
         index: int,
-        buffers: tuple[np.ndarray | None, ...],
+        buffers: tuple[Any, ...],
         coef_id: int,
         spec: Spec | None = None,
         step: int = 0,
+        required: int = 0,
     ) -> None: ...
     def check(self) -> None: ...
     def grads_finite(self) -> bool: ...
     def add_group(
         self,
         first: int,
-        params: list[np.ndarray],
-        grads: list[np.ndarray | None],
-        state: dict[int, dict[str, object]],
+        params: list[Any],
+        grads: list[Any] | None,
+        state: Mapping[Any, dict[str, Any]],
         slots: tuple[str | None, ...],
         coef_id_for: Callable[[int], int],
         spec: Spec | None = None,
         absmax: tuple[str | None, ...] | None = None,
         master: str | None = None,
-    ) -> list[dict[str, object]]: ...
+        counts: bool = True,
+    ) -> list[dict[str, Any]]: ...
+    def written(self) -> list[Any]: ...
     def run(self) -> None: ...
     def __len__(self) -> int: ...

@@ -16,7 +16,8 @@ absmax of each state buffer and the param copy.
 """
 
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
-from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, uintptr_t
+from cpython.pycapsule cimport PyCapsule_GetPointer
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t, uintptr_t
 from libc.string cimport memcpy
 from libc.stdlib cimport qsort
 
@@ -185,28 +186,70 @@ def set_byte_tables(bint enable):
 # two readers: NumPy arrays (_check_array) and, for fastadam.torch, torch tensors
 # (_read_tensor); every check that relates buffers to each other is then shared.
 
+# DLPack's tensor description (dlpack.h, v0.8 and later), as torch exports it.
+cdef extern from *:
+    """
+    typedef struct { int32_t device_type; int32_t device_id; } fa_DLDevice;
+    typedef struct { uint8_t code; uint8_t bits; uint16_t lanes; } fa_DLDataType;
+    typedef struct {
+        void *data;
+        fa_DLDevice device;
+        int32_t ndim;
+        fa_DLDataType dtype;
+        int64_t *shape;
+        int64_t *strides;
+        uint64_t byte_offset;
+    } fa_DLTensor;
+    """
+    ctypedef struct fa_DLDevice:
+        int32_t device_type
+    ctypedef struct fa_DLDataType:
+        uint8_t code
+        uint8_t bits
+        uint16_t lanes
+    ctypedef struct fa_DLTensor:
+        void *data
+        fa_DLDevice device
+        int32_t ndim
+        fa_DLDataType dtype
+        int64_t *shape
+        int64_t *strides
+        uint64_t byte_offset
+
+cdef enum:
+    _MAX_DIMS = 64  # of a tensor read through DLPack (torch's limit too)
+    _DL_CPU = 1
+    _DL_UINT = 1
+    _DL_FLOAT = 2
+    _DL_BFLOAT = 4
+
 cdef struct _Buf:
     char *data
     int type
     size_t n
+    int ndim  # tensors: the shape, for comparison with the param's
+    int64_t dims[_MAX_DIMS]
 
-# Tensors: the exact classes taken, the dense layout and the dtypes, given by
-# fastadam.torch (set_tensor_types); this module never imports torch.
+cdef struct _Count:  # a step count tensor, to increment after a run
+    char *data
+    int type
+
+# Tensors: the exact classes taken and the DLPack export, given by fastadam.torch
+# (set_tensor_types); this module never imports torch.
 cdef tuple _tensor_classes = ()
-cdef object _strided = None
-cdef dict _tensor_types = {}
+cdef object _to_dlpack = None
 cdef object _BFLOAT16_TENSOR = None  # the torch dtype read as bfloat16
 
 
-def set_tensor_types(tuple classes, object strided, dict dtypes):
+def set_tensor_types(tuple classes, object to_dlpack, object bfloat16):
     """Let batches with ``tensors=True`` read torch tensors: ``classes`` are the exact
     classes accepted (subclasses, such as DTensor, are the caller's to unwrap),
-    ``strided`` is the dense layout and ``dtypes`` maps torch dtypes to NumPy dtypes."""
-    global _tensor_classes, _strided, _tensor_types, _BFLOAT16_TENSOR
+    ``to_dlpack`` exports a tensor's description (torch.utils.dlpack.to_dlpack) and
+    ``bfloat16`` is torch's bfloat16 dtype."""
+    global _tensor_classes, _to_dlpack, _BFLOAT16_TENSOR
     _tensor_classes = classes
-    _strided = strided
-    _tensor_types = {k: np.dtype(v).num for k, v in dtypes.items()}
-    _BFLOAT16_TENSOR = next((k for k, v in _tensor_types.items() if v == _NPY_BFLOAT16), None)
+    _to_dlpack = to_dlpack
+    _BFLOAT16_TENSOR = bfloat16
 
 
 cdef str _label(str name, Py_ssize_t index):
@@ -245,26 +288,52 @@ cdef cnp.ndarray _check_array(object x, str name, Py_ssize_t index, bint writabl
     return a
 
 
+cdef int _dl_type(fa_DLDataType t):
+    """The NumPy type number of a DLPack dtype fastadam reads, or -1."""
+    if t.lanes != 1:
+        return -1
+    if t.code == _DL_FLOAT:
+        return cnp.NPY_FLOAT32 if t.bits == 32 else cnp.NPY_FLOAT64 if t.bits == 64 else -1
+    if t.code == _DL_BFLOAT and t.bits == 16:
+        return _NPY_BFLOAT16
+    if t.code == _DL_UINT and t.bits == 8:
+        return cnp.NPY_UINT8
+    return -1
+
+
 cdef int _read_tensor(object x, str name, Py_ssize_t index, _Buf *out) except -1:
-    """Check a torch tensor as _check_array checks an array, and read its memory."""
+    """Check a torch tensor as _check_array checks an array, and read its memory, dtype
+    and shape from its DLPack description (one call into torch for all of them)."""
     if type(x) not in _tensor_classes:
         raise TypeError(f"{_label(name, index)} must be a torch.Tensor, not {_type_name(x)}")
-    if not x.is_cpu:
+    try:
+        capsule = _to_dlpack(x)
+    except Exception as error:  # sparse, meta, ...: torch says why
+        raise ValueError(f"{_label(name, index)} cannot be updated in place: {error}") from None
+    cdef fa_DLTensor *t = <fa_DLTensor *>PyCapsule_GetPointer(capsule, "dltensor")
+    if t.device.device_type != _DL_CPU:
         raise ValueError(f"{_label(name, index)} is on {x.device}; fastadam updates CPU memory")
-    if x.layout is not _strided:
-        raise ValueError(f"{_label(name, index)} is {x.layout}, not dense")
-    typ = _tensor_types.get(x.dtype)
-    if typ is None:
+    out.type = _dl_type(t.dtype)
+    if out.type < 0:
         raise TypeError(
             f"{_label(name, index)} has dtype {x.dtype}; fastadam supports float32 and float64 "
             "(and, in compressed formats, bfloat16 and uint8 8-bit codes)"
         )
-    if not x.is_contiguous():
-        raise ValueError(f"{_label(name, index)} is not contiguous")
-    out.type = typ
-    out.n = x.numel()
-    cdef uintptr_t address = x.data_ptr()
-    if out.n > 0 and (address == 0 or address % _type_size(out.type) != 0):
+    if t.ndim < 0 or t.ndim > _MAX_DIMS:
+        raise ValueError(f"{_label(name, index)} has {t.ndim} dimensions")
+    cdef int d
+    cdef int64_t expected = 1
+    cdef size_t n = 1
+    out.ndim = t.ndim
+    for d in range(t.ndim - 1, -1, -1):
+        out.dims[d] = t.shape[d]
+        if t.strides != NULL and t.shape[d] != 1 and t.strides[d] != expected:
+            raise ValueError(f"{_label(name, index)} is not contiguous")
+        expected *= t.shape[d]
+        n *= <size_t>t.shape[d]
+    out.n = n
+    cdef uintptr_t address = <uintptr_t>t.data + <uintptr_t>t.byte_offset
+    if n > 0 and (t.data == NULL or address % _type_size(out.type) != 0):
         raise ValueError(f"{_label(name, index)} has no aligned memory of its own")
     out.data = <char *>address
     return 0
@@ -299,11 +368,21 @@ cdef int _store(int typenum):
     return -1
 
 
+cdef bint _same_dims(const _Buf *a, const _Buf *b):
+    if a.ndim != b.ndim:
+        return False
+    for d in range(a.ndim):
+        if a.dims[d] != b.dims[d]:
+            return False
+    return True
+
+
 cdef int _check_shape(object x, object param, tuple names, Py_ssize_t b, Py_ssize_t index,
-                      bint tensors) except -1:
+                      const _Buf *mine, const _Buf *params) except -1:
+    """Raise unless buffer b has the param's shape (tensors: as read, in mine and params)."""
     cdef bint same
-    if tensors:
-        same = x.shape == param.shape
+    if mine != NULL:
+        same = _same_dims(mine, params)
     else:
         same = cnp.PyArray_SAMESHAPE(<cnp.ndarray>x, <cnp.ndarray>param)
     if not same:
@@ -381,7 +460,7 @@ cdef int _fill(fa_tensor *t, fa_format *f, tuple names, tuple buffers, Py_ssize_
                 f"{_label(names[first_state], index)} has {buffers[first_state].dtype}; "
                 "the state buffers of a param share one format"
             )
-        _check_shape(x, param, names, b, index, tensors)
+        _check_shape(x, param, names, b, index, &bufs[b] if tensors else NULL, &bufs[0])
         t.buf[b] = bufs[b].data
     for b in range(_ABSMAX, nbuf):
         compressed = compressed or buffers[b] is not None
@@ -460,7 +539,7 @@ cdef int _fill_format(fa_tensor *t, fa_format *f, tuple names, tuple buffers, _B
                 f"{_label(names[0], index)} {param.dtype}; a param copy is the bfloat16 "
                 "image of a float32 param"
             )
-        _check_shape(x, param, names, _COPY, index, tensors)
+        _check_shape(x, param, names, _COPY, index, &extra if tensors else NULL, &bufs[0])
         t.param_copy = <uint16_t *>extra.data
     t.format = f
     t.key = fa_rounding_key(<uint32_t>seed, <uint64_t>(index if index >= 0 else 0), step)
@@ -630,7 +709,7 @@ cdef class Batch:
     cdef list indices
     cdef list keep
     cdef list counters  # tensor mode: the 0-d step counts of the queued params
-    cdef _Buf *counts
+    cdef _Count *counts
     cdef size_t ncounts, countcap
 
     def __cinit__(self, int algo, tuple names, bint tensors=False, bint params_only=False):
@@ -782,7 +861,7 @@ cdef class Batch:
         """Queue a step count tensor (0-d, float32 or float64, as torch.optim keeps it) for
         the increment after the run, and return its value; StateMissing if it is not one."""
         cdef _Buf b
-        cdef _Buf *grown
+        cdef _Count *grown
         cdef double value
         try:
             _read_tensor(count, "step", -1, &b)
@@ -795,11 +874,12 @@ cdef class Batch:
             raise StateMissing("step")
         if self.ncounts == self.countcap:
             self.countcap = 2 * self.countcap + 4
-            grown = <_Buf *>PyMem_Realloc(self.counts, self.countcap * sizeof(_Buf))
+            grown = <_Count *>PyMem_Realloc(self.counts, self.countcap * sizeof(_Count))
             if grown == NULL:
                 raise MemoryError()
             self.counts = grown
-        self.counts[self.ncounts] = b
+        self.counts[self.ncounts].data = b.data
+        self.counts[self.ncounts].type = b.type
         self.ncounts += 1
         self.counters.append(count)
         return int(value)

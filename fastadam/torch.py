@@ -45,6 +45,7 @@ import numpy as np
 
 try:
     import torch
+    import torch.utils.dlpack
 except ImportError as error:  # pragma: no cover - exercised in a subprocess
     raise ImportError(
         'fastadam.torch needs PyTorch, which is not installed: pip install "fastadam[torch]"'
@@ -72,7 +73,7 @@ _TORCH_DTYPES = {
 _NUMPY_DTYPES = {v: k for k, v in _TORCH_DTYPES.items()}
 # The boundary reads plain tensors (DTensor shards are unwrapped here) through their pointers.
 _PLAIN = (torch.Tensor, torch.nn.Parameter)
-_ext.set_tensor_types(_PLAIN, torch.strided, _NUMPY_DTYPES)
+_ext.set_tensor_types(_PLAIN, torch.utils.dlpack.to_dlpack, torch.bfloat16)
 # torch.optim options fastadam cannot honour, with the reason.
 _UNSUPPORTED = {
     "capturable": "it is for CUDA graph capture, and fastadam steps CPU tensors",
