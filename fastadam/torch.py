@@ -37,6 +37,7 @@ Lion, which torch.optim lacks, follows the same conventions.
 from __future__ import annotations
 
 import inspect
+import operator
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar
@@ -446,8 +447,7 @@ class Optimizer(torch.optim.Optimizer):
         first = 0
         try:
             for group in self.param_groups:
-                hyper = self._hyperparameters(group)
-                slots = _plan.slot_names(self.algorithm, hyper)
+                hyper, slots, layout = self._group_plan(group)
                 coef_ids: dict[int, int] = {}
 
                 def coef_id(
@@ -459,7 +459,6 @@ class Optimizer(torch.optim.Optimizer):
                     return ids[step]
 
                 params = group["params"]
-                layout = _plan.layout(self.algorithm, hyper, slots)
                 batch.add_group(
                     first,
                     params,
@@ -478,6 +477,30 @@ class Optimizer(torch.optim.Optimizer):
         if written:
             torch.autograd.graph.increment_version(written)
         return True
+
+    def _group_plan(
+        self, group: Mapping[str, Any]
+    ) -> tuple[Mapping[str, Any], tuple[str | None, ...], _plan.Layout]:
+        """The group as the table reads it, the state slots its settings use and its
+        layout. Kept between steps while the group holds the same keys and the same
+        value objects, none of them a tensor (a tensor lr may change in place); the
+        hyperparameters themselves are read afresh at every step."""
+        keys, values = tuple(group), tuple(group.values())
+        plans = self.__dict__.setdefault("_plans", {})
+        cached = plans.get(id(group))
+        if (
+            cached is not None
+            and cached[0] == keys
+            and len(cached[1]) == len(values)
+            and all(map(operator.is_, cached[1], values))
+        ):
+            return group, *cached[2]
+        hyper = self._hyperparameters(group)
+        slots = _plan.slot_names(self.algorithm, hyper)
+        plan = slots, _plan.layout(self.algorithm, hyper, slots)
+        if hyper is group:
+            plans[id(group)] = (keys, values, plan)
+        return hyper, *plan
 
     def _labels_of_batch(self) -> tuple[str, ...]:
         return _plan.batch_labels(self.algorithm)
