@@ -19,7 +19,6 @@ from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from cpython.pycapsule cimport PyCapsule_GetPointer
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t, uintptr_t
 from libc.string cimport memcpy
-from libc.stdlib cimport qsort
 
 cimport numpy as cnp
 
@@ -580,9 +579,42 @@ cdef struct _Span:
     int buf
 
 
-cdef int _by_start(const void *a, const void *b) noexcept nogil:
-    cdef uintptr_t x = (<const _Span *>a).start, y = (<const _Span *>b).start
-    return (x > y) - (x < y)
+cdef void _sort_spans(_Span *spans, _Span *scratch, size_t n) noexcept nogil:
+    """Sort spans by start: a bottom-up merge sort with the comparison inline (a step
+    over many params sorts 4 spans per param; qsort's callbacks cost 3 times as much)."""
+    cdef _Span *src = spans
+    cdef _Span *dst = scratch
+    cdef _Span *swap
+    cdef size_t width = 1, lo, mid, hi, i, j, k
+    while width < n:
+        lo = 0
+        while lo < n:
+            mid = min(lo + width, n)
+            hi = min(lo + 2 * width, n)
+            i, j, k = lo, mid, lo
+            while i < mid and j < hi:
+                if src[j].start < src[i].start:
+                    dst[k] = src[j]
+                    j += 1
+                else:
+                    dst[k] = src[i]
+                    i += 1
+                k += 1
+            while i < mid:
+                dst[k] = src[i]
+                i += 1
+                k += 1
+            while j < hi:
+                dst[k] = src[j]
+                j += 1
+                k += 1
+            lo = hi
+        swap = src
+        src = dst
+        dst = swap
+        width *= 2
+    if src != spans:
+        memcpy(spans, src, n * sizeof(_Span))
 
 
 cdef int _check_disjoint(const fa_tensor *tensors, size_t ntensors, tuple names,
@@ -595,7 +627,7 @@ cdef int _check_disjoint(const fa_tensor *tensors, size_t ntensors, tuple names,
     """
     cdef size_t nspans = 0, i, k
     cdef int b
-    cdef _Span *spans = <_Span *>PyMem_Malloc(ntensors * _ALL_BUFS * sizeof(_Span) + 1)
+    cdef _Span *spans = <_Span *>PyMem_Malloc(2 * ntensors * _ALL_BUFS * sizeof(_Span) + 1)
     if spans == NULL:
         raise MemoryError()
     cdef _Span furthest_any, furthest_written, other
@@ -609,7 +641,7 @@ cdef int _check_disjoint(const fa_tensor *tensors, size_t ntensors, tuple names,
                     spans[nspans].tensor = i
                     spans[nspans].buf = b
                     nspans += 1
-        qsort(spans, nspans, sizeof(_Span), _by_start)
+        _sort_spans(spans, spans + ntensors * _ALL_BUFS, nspans)
         for k in range(nspans):
             clash = False
             if have_written and furthest_written.end > spans[k].start:
