@@ -151,3 +151,105 @@ def lion(
         check.weight_decay(weight_decay),
         float(check.flag("maximize", maximize)),
     )
+
+
+def _decay(lr: float, weight_decay: float, decoupled: bool) -> tuple[float, float]:
+    """(L2 coefficient, param scale): decoupled decay scales the param, L2 decay joins the grad."""
+    return (0.0, 1 - lr * weight_decay) if decoupled else (weight_decay, 1.0)
+
+
+def _mu_product(value: object) -> float:
+    """NAdam's running product of momentum coefficients: 1.0 before the first step, then in [0, 1).
+
+    0 is valid: beta1 = 0 gives 0 at once, and beta1 < 0.5 underflows to 0 in time.
+    """
+    x = check.real("mu_product", value)
+    if not 0.0 <= x <= 1.0:
+        raise ValueError(
+            f"Invalid mu_product value: {value} (a product of momentum coefficients in [0, 1); "
+            "1.0 before the first step)"
+        )
+    return x
+
+
+def nadam(
+    *,
+    step: object,
+    mu_product: object,
+    lr: object,
+    beta1: object,
+    beta2: object,
+    eps: object,
+    weight_decay: object,
+    momentum_decay: object,
+    decoupled_weight_decay: object,
+    maximize: object,
+) -> tuple[Coefficients, float]:
+    """The coefficients, and mu_product times this step's mu (the caller keeps it for the next)."""
+    t = check.step(step)
+    lr_ = check.lr(lr)
+    b1, b2 = check.beta(0, beta1, "beta1"), check.beta(1, beta2, "beta2")
+    eps_ = check.eps(eps)
+    wd = check.weight_decay(weight_decay)
+    psi = check.in_range("momentum_decay", momentum_decay, "Invalid momentum_decay value: {}")
+    decoupled = check.flag("decoupled_weight_decay", decoupled_weight_decay)
+    maximize_ = check.flag("maximize", maximize)
+    product = _mu_product(mu_product)
+    # As torch.optim.NAdam, in double: the momentum cache mu_t and mu_{t+1}.
+    mu = b1 * (1.0 - 0.5 * (0.96 ** (t * psi)))
+    mu_next = b1 * (1.0 - 0.5 * (0.96 ** ((t + 1) * psi)))
+    product *= mu
+    product_next = product * mu_next
+    coef = (
+        b1,
+        b2,
+        eps_,
+        1 - b2**t,
+        -lr_ * (1.0 - mu) / (1.0 - product),
+        (-lr_ * mu_next) / (1.0 - product_next),
+        *_decay(lr_, wd, decoupled),
+        float(maximize_),
+    )
+    return coef, product
+
+
+def radam(
+    *,
+    step: object,
+    lr: object,
+    beta1: object,
+    beta2: object,
+    eps: object,
+    weight_decay: object,
+    decoupled_weight_decay: object,
+    maximize: object,
+) -> Coefficients:
+    t = check.step(step)
+    lr_ = check.lr(lr)
+    b1, b2 = check.beta(0, beta1, "beta1"), check.beta(1, beta2, "beta2")
+    eps_ = check.eps(eps)
+    wd = check.weight_decay(weight_decay)
+    decoupled = check.flag("decoupled_weight_decay", decoupled_weight_decay)
+    maximize_ = check.flag("maximize", maximize)
+    bias_correction1 = 1 - b1**t
+    bias_correction2 = 1 - b2**t
+    # As torch.optim.RAdam, in double: the length of the approximated SMA, its limit,
+    # and the variance rectification once the length exceeds 5 (else 0: an SGD-like step).
+    rho_inf = 2 / (1 - b2) - 1
+    rho_t = rho_inf - 2 * t * (b2**t) / bias_correction2
+    rect = 0.0
+    if rho_t > 5.0:
+        rect = (
+            (rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)
+        ) ** 0.5
+    return (
+        b1,
+        b2,
+        eps_,
+        bias_correction1,
+        lr_,
+        bias_correction2**0.5,
+        rect,
+        *_decay(lr_, wd, decoupled),
+        float(maximize_),
+    )

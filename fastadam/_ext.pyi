@@ -11,6 +11,8 @@ RMSPROP: int
 ADAGRAD: int
 ADAMAX: int
 LION: int
+NADAM: int
+RADAM: int
 TRAFFIC: int
 MAX_BUFS: int
 MAX_STATE: int

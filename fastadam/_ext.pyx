@@ -62,6 +62,8 @@ cdef extern from "fastadam.h" nogil:
         FA_ADAGRAD
         FA_ADAMAX
         FA_LION
+        FA_NADAM
+        FA_RADAM
         FA_TRAFFIC
         FA_NUM_ALGOS
     ctypedef struct fa_tensor:
@@ -93,6 +95,8 @@ RMSPROP = FA_RMSPROP
 ADAGRAD = FA_ADAGRAD
 ADAMAX = FA_ADAMAX
 LION = FA_LION
+NADAM = FA_NADAM
+RADAM = FA_RADAM
 TRAFFIC = FA_TRAFFIC
 MAX_BUFS = FA_MAX_BUFS
 MAX_STATE = FA_MAX_STATE

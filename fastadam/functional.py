@@ -15,7 +15,7 @@ import numpy as np
 from . import _algorithms, _ext, _formats
 from . import _validate as check
 
-__all__ = ["adagrad", "adam", "adamax", "lion", "rmsprop", "sgd"]
+__all__ = ["adagrad", "adam", "adamax", "lion", "nadam", "radam", "rmsprop", "sgd"]
 
 
 def _require(name: str, buffer: np.ndarray | None, needed: bool, reason: str) -> np.ndarray | None:
@@ -25,6 +25,14 @@ def _require(name: str, buffer: np.ndarray | None, needed: bool, reason: str) ->
     if not needed and buffer is not None:
         raise ValueError(f"{name} was given but is only used when {reason}")
     return buffer
+
+
+def _arrays(names: tuple[str, ...], buffers: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
+    """``buffers``, checked to be all present: the kernel reads every one of them."""
+    for name, buffer in zip(names, buffers, strict=True):
+        if buffer is None:
+            raise TypeError(f"{name} must be a numpy.ndarray, got NoneType")
+    return buffers
 
 
 def adam(
@@ -394,3 +402,177 @@ def lion(
         lr=lr, beta1=beta1, beta2=beta2, weight_decay=weight_decay, maximize=maximize
     )
     _ext.run1(_ext.LION, ("param", "grad", "exp_avg"), (param, grad, exp_avg), coef)
+
+
+_MOMENTS = ("param", "grad", "exp_avg", "exp_avg_sq")
+
+
+def nadam(
+    param: np.ndarray,
+    grad: np.ndarray,
+    exp_avg: np.ndarray,
+    exp_avg_sq: np.ndarray,
+    *,
+    step: int,
+    mu_product: float,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float = 0.0,
+    momentum_decay: float = 4e-3,
+    decoupled_weight_decay: bool = False,
+    maximize: bool = False,
+) -> float:
+    r"""One NAdam step, in place: Adam with Nesterov momentum; returns the new ``mu_product``.
+
+    Dozat, "Incorporating Nesterov Momentum into Adam" (ICLR 2016 workshop), with
+    the momentum schedule of ``torch.optim.NAdam`` and its order of operations.
+    With momentum decay :math:`\psi` and
+    :math:`\mu_t = \beta_1 (1 - \tfrac12\, 0.96^{t\psi})`:
+
+    .. math::
+
+        g &\leftarrow \pm\,\mathrm{grad} \;(+\,\lambda p \text{ for L2 decay}),
+        \qquad p \leftarrow p\,(1 - \eta\lambda) \text{ (decoupled)} \\
+        m &\leftarrow \beta_1 m + (1-\beta_1)\,g, \qquad
+        v \leftarrow \beta_2 v + (1-\beta_2)\,g^2, \qquad
+        d = \sqrt{v / (1-\beta_2^t)} + \epsilon \\
+        p &\leftarrow p - \frac{\eta\,(1-\mu_t)}{1 - \prod_{i \le t} \mu_i}\,\frac{g}{d}
+             - \frac{\eta\,\mu_{t+1}}{1 - \prod_{i \le t+1} \mu_i}\,\frac{m}{d}
+
+    Parameters
+    ----------
+    param, grad, exp_avg, exp_avg_sq : numpy.ndarray
+        float32 or float64, all of one dtype and shape, C-contiguous. ``param``,
+        ``exp_avg`` and ``exp_avg_sq`` are updated in place; ``grad`` is only read.
+    step : int
+        The 1-based count of this step.
+    mu_product : float
+        :math:`\prod_{i < t} \mu_i`, the scalar state the caller keeps: 1.0 on the
+        first step, then the value the previous call returned. Computed in double
+        (``torch.optim.NAdam`` keeps it in the default dtype, float32 unless changed).
+    lr, beta1, beta2, eps, weight_decay, momentum_decay : float
+        Hyperparameters, as in ``torch.optim.NAdam``.
+    decoupled_weight_decay : bool
+        Decay the param directly (NAdamW) instead of adding ``weight_decay * param``
+        to the gradient.
+    maximize : bool
+        Ascend instead of descend.
+
+    Returns
+    -------
+    float
+        ``mu_product`` times this step's :math:`\mu_t`: pass it to the next call.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a bad hyperparameter or buffer; no buffer is modified then.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastadam import functional as F
+    >>> p = np.ones(2); g = np.array([0.5, -0.5]); m, v = np.zeros(2), np.zeros(2)
+    >>> mu_product = 1.0
+    >>> for t in (1, 2):
+    ...     mu_product = F.nadam(p, g, m, v, step=t, mu_product=mu_product, lr=0.1,
+    ...                          beta1=0.9, beta2=0.999, eps=1e-8)
+    >>> p.round(4), round(mu_product, 4)
+    (array([0.816, 1.184]), 0.2026)
+    """
+    coef, product = _algorithms.nadam(
+        step=step,
+        mu_product=mu_product,
+        lr=lr,
+        beta1=beta1,
+        beta2=beta2,
+        eps=eps,
+        weight_decay=weight_decay,
+        momentum_decay=momentum_decay,
+        decoupled_weight_decay=decoupled_weight_decay,
+        maximize=maximize,
+    )
+    _ext.run1(_ext.NADAM, _MOMENTS, _arrays(_MOMENTS, (param, grad, exp_avg, exp_avg_sq)), coef)
+    return product
+
+
+def radam(
+    param: np.ndarray,
+    grad: np.ndarray,
+    exp_avg: np.ndarray,
+    exp_avg_sq: np.ndarray,
+    *,
+    step: int,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float = 0.0,
+    decoupled_weight_decay: bool = False,
+    maximize: bool = False,
+) -> None:
+    r"""One RAdam step, in place: Adam with its variance rectified in early steps.
+
+    Liu et al., "On the Variance of the Adaptive Learning Rate and Beyond"
+    (arXiv:1908.03265). Same operations, in the same order, as ``torch.optim.RAdam``.
+    With :math:`\rho_\infty = 2/(1-\beta_2) - 1` and
+    :math:`\rho_t = \rho_\infty - 2t\beta_2^t/(1-\beta_2^t)`:
+
+    .. math::
+
+        g &\leftarrow \pm\,\mathrm{grad} \;(+\,\lambda p \text{ for L2 decay}),
+        \qquad p \leftarrow p\,(1 - \eta\lambda) \text{ (decoupled)} \\
+        m &\leftarrow \beta_1 m + (1-\beta_1)\,g, \qquad
+        v \leftarrow \beta_2 v + (1-\beta_2)\,g^2 \\
+        p &\leftarrow p - \eta\,\frac{m}{1-\beta_1^t}\,
+             \frac{\sqrt{1-\beta_2^t}}{\sqrt{v} + \epsilon}\, r_t, \qquad
+        r_t = \sqrt{\frac{(\rho_t-4)(\rho_t-2)\,\rho_\infty}
+                          {(\rho_\infty-4)(\rho_\infty-2)\,\rho_t}}
+        \quad \text{if } \rho_t > 5, \text{ else }
+        p \leftarrow p - \eta\,\frac{m}{1-\beta_1^t}
+
+    With ``beta2=0.999`` the first five steps are unrectified (momentum SGD with
+    bias correction).
+
+    Parameters
+    ----------
+    param, grad, exp_avg, exp_avg_sq : numpy.ndarray
+        float32 or float64, all of one dtype and shape, C-contiguous. ``param``,
+        ``exp_avg`` and ``exp_avg_sq`` are updated in place; ``grad`` is only read.
+    step : int
+        The 1-based count of this step, used for bias correction and rectification.
+    lr, beta1, beta2, eps, weight_decay : float
+        Hyperparameters, as in ``torch.optim.RAdam``.
+    decoupled_weight_decay : bool
+        Decay the param directly (RAdamW) instead of adding ``weight_decay * param``
+        to the gradient.
+    maximize : bool
+        Ascend instead of descend.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a bad hyperparameter or buffer; no buffer is modified then.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastadam import functional as F
+    >>> p = np.ones(2); g = np.array([0.5, -0.5]); m, v = np.zeros(2), np.zeros(2)
+    >>> F.radam(p, g, m, v, step=1, lr=0.1, beta1=0.9, beta2=0.999, eps=1e-8)
+    >>> p  # unrectified: p - lr * m / (1 - beta1)
+    array([0.95, 1.05])
+    """
+    coef = _algorithms.radam(
+        step=step,
+        lr=lr,
+        beta1=beta1,
+        beta2=beta2,
+        eps=eps,
+        weight_decay=weight_decay,
+        decoupled_weight_decay=decoupled_weight_decay,
+        maximize=maximize,
+    )
+    _ext.run1(_ext.RADAM, _MOMENTS, _arrays(_MOMENTS, (param, grad, exp_avg, exp_avg_sq)), coef)

@@ -28,6 +28,8 @@ typedef enum {
     FA_ADAGRAD, /* sum                                               */
     FA_ADAMAX,  /* exp_avg, exp_inf                                  */
     FA_LION,    /* exp_avg                                           */
+    FA_NADAM,   /* exp_avg, exp_avg_sq                               */
+    FA_RADAM,   /* exp_avg, exp_avg_sq                               */
     FA_TRAFFIC, /* Adam's memory traffic with trivial maths (ceiling) */
     FA_NUM_ALGOS
 } fa_algo;
@@ -65,6 +67,27 @@ enum { /* Adamax */
 enum { /* Lion */
     FA_LION_LR, FA_LION_BETA1, FA_LION_BETA2, FA_LION_WEIGHT_DECAY,
     FA_LION_MAXIMIZE
+};
+
+/* NAdam: mu_t = beta1*(1 - 0.5*0.96^(t*momentum_decay)), mu_product = mu_1*...*mu_t */
+enum {
+    FA_NADAM_BETA1, FA_NADAM_BETA2, FA_NADAM_EPS,
+    FA_NADAM_BIAS_CORRECTION2, /* 1 - beta2^step                                  */
+    FA_NADAM_GRAD_COEF,        /* -lr*(1 - mu_t) / (1 - mu_product)               */
+    FA_NADAM_EXP_AVG_COEF,     /* -lr*mu_{t+1} / (1 - mu_product*mu_{t+1})        */
+    FA_NADAM_WEIGHT_DECAY,     /* L2 coefficient, 0 when decoupled                */
+    FA_NADAM_PARAM_SCALE,      /* 1 - lr*weight_decay when decoupled, else 1      */
+    FA_NADAM_MAXIMIZE
+};
+enum { /* RAdam */
+    FA_RADAM_BETA1, FA_RADAM_BETA2, FA_RADAM_EPS,
+    FA_RADAM_BIAS_CORRECTION1,      /* 1 - beta1^step                             */
+    FA_RADAM_LR,
+    FA_RADAM_BIAS_CORRECTION2_SQRT, /* (1 - beta2^step)^0.5                       */
+    FA_RADAM_RECT,                  /* the rectification term; 0: unrectified step */
+    FA_RADAM_WEIGHT_DECAY,          /* L2 coefficient, 0 when decoupled           */
+    FA_RADAM_PARAM_SCALE,           /* 1 - lr*weight_decay when decoupled, else 1 */
+    FA_RADAM_MAXIMIZE
 };
 
 enum { /* the memory-traffic ceiling */

@@ -113,6 +113,8 @@ const fa_kernel fa_kernels[FA_NUM_ALGOS][FA_NUM_DTYPES] = {
     [FA_ADAGRAD] = FA_BOTH(adagrad),
     [FA_ADAMAX] = FA_BOTH(adamax),
     [FA_LION] = FA_BOTH(lion),
+    [FA_NADAM] = FA_BOTH(nadam),
+    [FA_RADAM] = FA_BOTH(radam),
     [FA_TRAFFIC] = FA_BOTH(traffic),
 };
 

@@ -319,6 +319,118 @@ FA_KERNEL void FA_NAME(lion)(size_t n, void *const *buf, const double *k)
 }
 
 /*
+ * What NAdam and RAdam share with Adam:  g = ±grad [+ wd*p];  p *= 1 - lr*wd (decoupled);
+ * m = lerp(m, g, 1-b1);  v = b2*v + (1-b2)*g*g.  Options are select masks.
+ */
+typedef struct {
+    FA_T w1, beta2, w2, weight_decay, param_scale;
+    FA_UINT small, l2, decoupled, maximize;
+} FA_NAME(moments_coef);
+
+/* The coefficients at the given places of k (a layout of fastadam.h). */
+FA_ALWAYS_INLINE FA_NAME(moments_coef) FA_NAME(moments_coef_load)(const double *k, int beta1,
+                                                                  int beta2, int weight_decay,
+                                                                  int param_scale, int maximize)
+{
+    const FA_NAME(moments_coef) c = {
+        .w1 = (FA_T)(1.0 - k[beta1]),
+        .beta2 = (FA_T)k[beta2],
+        .w2 = (FA_T)(1.0 - k[beta2]),
+        .weight_decay = (FA_T)k[weight_decay],
+        .param_scale = (FA_T)k[param_scale],
+        .small = -(FA_UINT)(1.0 - k[beta1] < 0.5),
+        .l2 = -(FA_UINT)((FA_T)k[weight_decay] != 0),
+        .decoupled = -(FA_UINT)(k[param_scale] != 1.0),
+        .maximize = -(FA_UINT)(k[maximize] != 0.0),
+    };
+    return c;
+}
+
+/* One element: returns the decayed param p; g (the gradient in), m and v become the new g, m, v. */
+FA_ALWAYS_INLINE FA_T FA_NAME(moments)(const FA_NAME(moments_coef) *c, FA_T p, FA_T *g, FA_T *m,
+                                       FA_T *v)
+{
+    const FA_T grad = FA_NAME(select)(c->maximize, -*g, *g);
+    const FA_T gi = FA_NAME(select)(c->l2, grad + c->weight_decay * p, grad);
+
+    *g = gi;
+    *m = FA_NAME(lerp_select)(*m, gi, c->w1, c->small);
+    *v = *v * c->beta2 + c->w2 * gi * gi;
+    return FA_NAME(select)(c->decoupled, p * c->param_scale, p);
+}
+
+/*
+ * NAdam (Dozat 2016):  g, p, m, v as moments;  d = sqrt(v / (1-b2^t)) + eps;
+ * p += grad_coef*g/d;  p += exp_avg_coef*m/d
+ */
+FA_KERNEL void FA_NAME(nadam)(size_t n, void *const *buf, const double *k)
+{
+    FA_T *FA_RESTRICT p = buf[0];
+    const FA_T *FA_RESTRICT g = buf[1];
+    FA_T *FA_RESTRICT m = buf[2];
+    FA_T *FA_RESTRICT v = buf[3];
+    const FA_NAME(moments_coef) c =
+        FA_NAME(moments_coef_load)(k, FA_NADAM_BETA1, FA_NADAM_BETA2, FA_NADAM_WEIGHT_DECAY,
+                                   FA_NADAM_PARAM_SCALE, FA_NADAM_MAXIMIZE);
+    const FA_T eps = (FA_T)k[FA_NADAM_EPS];
+    const FA_T bc2 = (FA_T)k[FA_NADAM_BIAS_CORRECTION2];
+    const FA_T grad_coef = (FA_T)k[FA_NADAM_GRAD_COEF];
+    const FA_T exp_avg_coef = (FA_T)k[FA_NADAM_EXP_AVG_COEF];
+
+    for (size_t i = 0; i < n; i++) {
+        FA_T gi = g[i], mi = m[i], vi = v[i];
+        const FA_T pi = FA_NAME(moments)(&c, p[i], &gi, &mi, &vi);
+        const FA_T denom = FA_SQRT(vi / bc2) + eps;
+        const FA_T stepped = pi + grad_coef * gi / denom;
+        m[i] = mi;
+        v[i] = vi;
+        p[i] = stepped + exp_avg_coef * mi / denom;
+    }
+}
+
+/*
+ * RAdam (Liu et al. 2019):  g, p, m, v as moments;  rectified (rho_t > 5):
+ * p -= m/bc1*lr * (1/(sqrt(v) + eps) * sqrt(bc2)) * rect;  else p -= m/bc1*lr
+ * (torch computes x / tensor as reciprocal(tensor) * x)
+ */
+FA_ALWAYS_INLINE void FA_NAME(radam_loop)(size_t n, void *const *buf, const double *k,
+                                          const int rectified)
+{
+    FA_T *FA_RESTRICT p = buf[0];
+    const FA_T *FA_RESTRICT g = buf[1];
+    FA_T *FA_RESTRICT m = buf[2];
+    FA_T *FA_RESTRICT v = buf[3];
+    const FA_NAME(moments_coef) c =
+        FA_NAME(moments_coef_load)(k, FA_RADAM_BETA1, FA_RADAM_BETA2, FA_RADAM_WEIGHT_DECAY,
+                                   FA_RADAM_PARAM_SCALE, FA_RADAM_MAXIMIZE);
+    const FA_T eps = (FA_T)k[FA_RADAM_EPS];
+    const FA_T bc1 = (FA_T)k[FA_RADAM_BIAS_CORRECTION1];
+    const FA_T lr = (FA_T)k[FA_RADAM_LR];
+    const FA_T bc2_sqrt = (FA_T)k[FA_RADAM_BIAS_CORRECTION2_SQRT];
+    const FA_T rect = (FA_T)k[FA_RADAM_RECT];
+
+    for (size_t i = 0; i < n; i++) {
+        FA_T gi = g[i], mi = m[i], vi = v[i];
+        const FA_T pi = FA_NAME(moments)(&c, p[i], &gi, &mi, &vi);
+        const FA_T step = mi / bc1 * lr;
+        m[i] = mi;
+        v[i] = vi;
+        if (rectified)
+            p[i] = pi - step * ((FA_T)1 / (FA_SQRT(vi) + eps) * bc2_sqrt) * rect;
+        else
+            p[i] = pi - step;
+    }
+}
+
+FA_KERNEL void FA_NAME(radam)(size_t n, void *const *buf, const double *k)
+{
+    if (k[FA_RADAM_RECT] != 0.0)
+        FA_NAME(radam_loop)(n, buf, k, 1);
+    else
+        FA_NAME(radam_loop)(n, buf, k, 0);
+}
+
+/*
  * The memory-traffic ceiling: Adam's reads and writes in Adam's order, trivial
  * maths.  x += scale*g for x in p, m, v (scale = 0 leaves finite values as they are).
  */

@@ -211,7 +211,7 @@ def test_functional_integer_hyperparameters_are_numbers():
 
 # ------------------------------------------------------------------------- step
 
-STEPPED = sorted(twin.STEPPED)
+STEPPED = sorted(twin.STEPPED & set(twin.ALGORITHMS))  # FUNCTIONAL_ONLY: test_nadam_radam.py
 BAD_STEPS = [
     (0, ValueError, r"^Invalid step value: 0"),
     (-1, ValueError, r"^Invalid step value: -1"),

@@ -1,8 +1,9 @@
 """A slow, obviously correct NumPy float64 reference ("twin") of every algorithm.
 
 Each twin is written from the maths, not from fastadam: torch.optim's semantics
-(``torch.optim.Adam``/``AdamW``/``SGD``/``RMSprop``/``Adagrad``/``Adamax``) and,
-for Lion, Chen et al. 2023 ("Symbolic Discovery of Optimization Algorithms")::
+(``torch.optim.Adam``/``AdamW``/``SGD``/``RMSprop``/``Adagrad``/``Adamax``/``NAdam``/
+``RAdam``) and, for Lion, Chen et al. 2023 ("Symbolic Discovery of Optimization
+Algorithms")::
 
     c = b1*m + (1-b1)*g;  p = p*(1 - lr*wd) - lr*sign(c);  m = b2*m + (1-b2)*g
 
@@ -24,6 +25,10 @@ import math
 import numpy as np
 
 ALGORITHMS = ("adam", "sgd", "rmsprop", "adagrad", "adamax", "lion")
+# Algorithms with a functional but no optimizer class yet: tests that take every
+# algorithm through a class iterate ALGORITHMS and CASES, which leave these out
+# (their cases are in FUNCTIONAL_ONLY_CASES). Move them there when the classes land.
+FUNCTIONAL_ONLY = ("nadam", "radam")
 
 # The state buffers of each algorithm, named as torch.optim (and fastadam's classes) name them.
 SLOTS = {
@@ -33,7 +38,13 @@ SLOTS = {
     "adagrad": ("sum",),
     "adamax": ("exp_avg", "exp_inf"),
     "lion": ("exp_avg",),
+    "nadam": ("exp_avg", "exp_avg_sq"),
+    "radam": ("exp_avg", "exp_avg_sq"),
 }
+
+# Scalar state (a Python float) an algorithm keeps besides "step": NAdam's product of
+# momentum coefficients. Its functional takes it as a keyword and returns it updated.
+SCALAR_STATE = {"nadam": "mu_product"}
 
 # Relative tolerance of a trajectory against the float64 twin, by param dtype.
 TOLERANCE = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}
@@ -206,6 +217,85 @@ def lion(param, grad, state, *, lr, betas, weight_decay=0.0, maximize=False):
     m[...] = b2 * m + (1.0 - b2) * g
 
 
+def nadam(
+    param,
+    grad,
+    state,
+    *,
+    lr,
+    betas,
+    eps,
+    weight_decay=0.0,
+    momentum_decay=4e-3,
+    decoupled_weight_decay=False,
+    maximize=False,
+):
+    """NAdam (Dozat 2016) as torch.optim.NAdam: Adam with Nesterov momentum.
+
+    The momentum coefficient follows mu_t = b1*(1 - 0.5*0.96^(t*momentum_decay));
+    ``state["mu_product"]`` (a float, 1.0 at first) is mu_1*...*mu_t. The gradient
+    and the new first moment each get their own bias correction; eps is added
+    after the second moment's bias correction.
+    """
+    state["step"] += 1
+    t = state["step"]
+    b1, b2 = betas
+    g = _grad(grad, maximize)
+    if decoupled_weight_decay:
+        param[...] = param * (1.0 - lr * weight_decay)
+    elif weight_decay != 0:
+        g = g + weight_decay * param
+    mu = b1 * (1.0 - 0.5 * 0.96 ** (t * momentum_decay))
+    mu_next = b1 * (1.0 - 0.5 * 0.96 ** ((t + 1) * momentum_decay))
+    state["mu_product"] *= mu
+    product = state["mu_product"]
+    m, v = state["exp_avg"], state["exp_avg_sq"]
+    m[...] = b1 * m + (1.0 - b1) * g
+    v[...] = b2 * v + (1.0 - b2) * g * g
+    denom = np.sqrt(v / (1.0 - b2**t)) + eps
+    nesterov = lr * (1.0 - mu) / (1.0 - product) * g + lr * mu_next / (1.0 - product * mu_next) * m
+    param[...] = param - nesterov / denom
+
+
+def radam(
+    param,
+    grad,
+    state,
+    *,
+    lr,
+    betas,
+    eps,
+    weight_decay=0.0,
+    decoupled_weight_decay=False,
+    maximize=False,
+):
+    """RAdam (Liu et al. 2019, Algorithm 2) as torch.optim.RAdam.
+
+    While the approximated SMA length rho_t is at most 5 the step is bias-corrected
+    momentum SGD; after it, Adam's step scaled by the rectification r_t, with eps
+    added to sqrt(v) before the bias correction sqrt(1 - b2^t) (torch's placement).
+    """
+    state["step"] += 1
+    t = state["step"]
+    b1, b2 = betas
+    g = _grad(grad, maximize)
+    if decoupled_weight_decay:
+        param[...] = param * (1.0 - lr * weight_decay)
+    elif weight_decay != 0:
+        g = g + weight_decay * param
+    m, v = state["exp_avg"], state["exp_avg_sq"]
+    m[...] = b1 * m + (1.0 - b1) * g
+    v[...] = b2 * v + (1.0 - b2) * g * g
+    m_hat = m / (1.0 - b1**t)
+    rho_inf = 2.0 / (1.0 - b2) - 1.0
+    rho_t = rho_inf - 2.0 * t * b2**t / (1.0 - b2**t)
+    if rho_t > 5.0:
+        r = math.sqrt((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t))
+        param[...] = param - lr * m_hat * r * math.sqrt(1.0 - b2**t) / (np.sqrt(v) + eps)
+    else:
+        param[...] = param - lr * m_hat
+
+
 TWINS = {
     "adam": adam,
     "sgd": sgd,
@@ -213,6 +303,8 @@ TWINS = {
     "adagrad": adagrad,
     "adamax": adamax,
     "lion": lion,
+    "nadam": nadam,
+    "radam": radam,
 }
 
 
@@ -242,6 +334,8 @@ def init_state(name: str, param, hp: dict) -> dict:
         state["momentum_buffer"] = None  # torch: set to the gradient on the first step
     if name == "adagrad":
         state["sum"][...] = hp.get("initial_accumulator_value", 0.0)
+    if name in SCALAR_STATE:
+        state[SCALAR_STATE[name]] = 1.0
     return state
 
 
@@ -324,6 +418,12 @@ def assert_matches(name: str, dtype, param, state, ref_param, ref_state, what: s
     assert err <= tol, f"{what}param: relative error {err:.3g} > {tol:g}"
     for slot, ref in ref_state.items():
         if slot in ("step", "sign_margin", "scale") or ref is None:
+            continue
+        if slot == SCALAR_STATE.get(name):  # a float, in double whatever the dtype
+            value = state[slot]
+            assert type(value) is float, f"{what}{slot} is a {type(value).__name__}, not a float"
+            err = rel_err(value, ref)
+            assert err <= TOLERANCE[np.dtype(np.float64)], f"{what}{slot}: relative error {err:.3g}"
             continue
         buf = state[slot]
         assert buf.dtype == dtype, f"{what}{slot} dtype {buf.dtype} != {dtype}"
@@ -422,6 +522,51 @@ def _cases() -> list[tuple[str, dict]]:
     cases.append(
         ("lion", {"lr": 3e-3, "betas": (0.4, 0.7), "weight_decay": 0.5, "maximize": False})
     )
+    for flags in _grid(
+        momentum_decay=(4e-3, 5e-2),
+        maximize=(False, True),
+        decoupled_weight_decay=(False, True),
+        weight_decay=(0.0, 0.1),
+    ):
+        cases.append(("nadam", {"lr": 2e-3, "betas": (0.9, 0.999), "eps": 1e-8, **flags}))
+    # beta1 <= 0.5 takes the other branch of torch's lerp; a large eps matters.
+    cases.append(
+        (
+            "nadam",
+            {
+                "lr": 1e-2,
+                "betas": (0.4, 0.8),
+                "eps": 1e-3,
+                "weight_decay": 0.01,
+                "momentum_decay": 0.0,
+                "decoupled_weight_decay": False,
+                "maximize": True,
+            },
+        )
+    )
+    # beta2 = 0.999 (torch's default): steps 1-5 unrectified, then rectified.
+    for flags in _grid(
+        maximize=(False, True),
+        decoupled_weight_decay=(False, True),
+        weight_decay=(0.0, 0.1),
+    ):
+        cases.append(("radam", {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, **flags}))
+    # beta2 = 0.8: rectified from step 7 on, early in a 20-step run (with beta1 on the
+    # other branch of lerp and a large eps); beta2 = 0.5: rho_inf = 3, never rectified.
+    for betas, eps in [((0.3, 0.8), 1e-3), ((0.9, 0.5), 1e-8)]:
+        cases.append(
+            (
+                "radam",
+                {
+                    "lr": 1e-2,
+                    "betas": betas,
+                    "eps": eps,
+                    "weight_decay": 0.01,
+                    "decoupled_weight_decay": True,
+                    "maximize": False,
+                },
+            )
+        )
     return cases
 
 
@@ -440,14 +585,19 @@ def case_id(name: str, hp: dict) -> str:
     return "-".join(parts)
 
 
-CASES: list[tuple[str, dict]] = _cases()
+_ALL_CASES = _cases()
+CASES: list[tuple[str, dict]] = [(n, hp) for n, hp in _ALL_CASES if n in ALGORITHMS]
 IDS: list[str] = [case_id(name, hp) for name, hp in CASES]
-assert len(set(IDS)) == len(IDS), "case ids must be unique"
+FUNCTIONAL_ONLY_CASES: list[tuple[str, dict]] = [
+    (n, hp) for n, hp in _ALL_CASES if n in FUNCTIONAL_ONLY
+]
+FUNCTIONAL_ONLY_IDS: list[str] = [case_id(name, hp) for name, hp in FUNCTIONAL_ONLY_CASES]
+assert len(set(IDS + FUNCTIONAL_ONLY_IDS)) == len(_ALL_CASES), "case ids must be unique"
 
 
 def cases_of(name: str) -> list[dict]:
     """The hyperparameter dicts of one algorithm's cases."""
-    return [hp for n, hp in CASES if n == name]
+    return [hp for n, hp in _ALL_CASES if n == name]
 
 
 def richest(name: str) -> dict:
@@ -457,7 +607,7 @@ def richest(name: str) -> dict:
 
 # ------------------------------------------------ fastadam's functional API, as data
 
-STEPPED = frozenset({"adam", "sgd", "adagrad", "adamax"})  # functionals taking ``step``
+STEPPED = frozenset({"adam", "sgd", "adagrad", "adamax", "nadam", "radam"})  # taking ``step``
 FUNCTIONAL_BUFFER = {"sum": "state_sum"}  # state slot -> functional keyword, where they differ
 
 
@@ -470,17 +620,25 @@ def functional_kwargs(name: str, hp: dict) -> dict:
 
 
 def new_buffers(name: str, hp: dict, param: np.ndarray) -> dict:
-    """Fresh state buffers in the param's dtype, as a functional caller keeps them."""
+    """Fresh state buffers in the param's dtype, as a functional caller keeps them
+    (and its SCALAR_STATE, a float)."""
     state = {slot: np.zeros_like(param) for slot in active_slots(name, hp)}
     if name == "adagrad":
         state["sum"][...] = hp.get("initial_accumulator_value", 0.0)
+    if name in SCALAR_STATE:
+        state[SCALAR_STATE[name]] = 1.0
     return state
 
 
 def functional_call(fn, name: str, hp: dict, param, grad, buffers: dict, step: int) -> None:
-    """Call the functional ``fn`` (fastadam.functional.<name>) with ``buffers`` as keywords."""
+    """Call the functional ``fn`` (fastadam.functional.<name>) with ``buffers`` as keywords.
+
+    A SCALAR_STATE entry of ``buffers`` is passed too, and replaced by what ``fn`` returns.
+    """
     kwargs = functional_kwargs(name, hp)
     if name in STEPPED:
         kwargs["step"] = step
     named = {FUNCTIONAL_BUFFER.get(slot, slot): buf for slot, buf in buffers.items()}
-    fn(param, grad, **named, **kwargs)
+    result = fn(param, grad, **named, **kwargs)
+    if name in SCALAR_STATE:
+        buffers[SCALAR_STATE[name]] = result
