@@ -1,6 +1,6 @@
 """fastadam: fused, memory-bandwidth-bound optimizers for NumPy arrays on CPUs.
 
-Every update (Adam, AdamW, SGD, RMSprop, Adagrad, Adamax, Lion) is one pass of a
+Every update (Adam, AdamW, SGD, RMSprop, Adagrad, Adamax, NAdam, RAdam, Lion) is one pass of a
 C loop over contiguous float32/float64 buffers, in place, with the GIL released.
 
 >>> import numpy as np, fastadam
@@ -16,7 +16,7 @@ from . import functional
 from ._config import get_num_threads, set_num_threads, show_config
 from ._version import __version__
 from .checkpoint import CheckpointError, load, save
-from .optimizers import SGD, Adagrad, Adam, Adamax, AdamW, Lion, Optimizer, RMSprop
+from .optimizers import SGD, Adagrad, Adam, Adamax, AdamW, Lion, NAdam, Optimizer, RAdam, RMSprop
 
 __all__ = [
     "SGD",
@@ -26,7 +26,9 @@ __all__ = [
     "Adamax",
     "CheckpointError",
     "Lion",
+    "NAdam",
     "Optimizer",
+    "RAdam",
     "RMSprop",
     "__version__",
     "functional",

@@ -158,6 +158,12 @@ def _decay(lr: float, weight_decay: float, decoupled: bool) -> tuple[float, floa
     return (0.0, 1 - lr * weight_decay) if decoupled else (weight_decay, 1.0)
 
 
+def momentum_cache(beta1: float, momentum_decay: float, step: int) -> float:
+    """NAdam's momentum coefficient mu_t = beta1 * (1 - 0.5 * 0.96^(t * momentum_decay)),
+    in double, as torch.optim.NAdam computes it."""
+    return beta1 * (1.0 - 0.5 * (0.96 ** (step * momentum_decay)))
+
+
 def _mu_product(value: object) -> float:
     """NAdam's running product of momentum coefficients: 1.0 before the first step, then in [0, 1).
 
@@ -196,8 +202,8 @@ def nadam(
     maximize_ = check.flag("maximize", maximize)
     product = _mu_product(mu_product)
     # As torch.optim.NAdam, in double: the momentum cache mu_t and mu_{t+1}.
-    mu = b1 * (1.0 - 0.5 * (0.96 ** (t * psi)))
-    mu_next = b1 * (1.0 - 0.5 * (0.96 ** ((t + 1) * psi)))
+    mu = momentum_cache(b1, psi, t)
+    mu_next = momentum_cache(b1, psi, t + 1)
     product *= mu
     product_next = product * mu_next
     coef = (

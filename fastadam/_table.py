@@ -54,7 +54,8 @@ class Algorithm:
     active
         ``group -> flags``: which of ``slots`` the group's settings use (None: all).
     advance
-        ``(group, step, scalars) -> scalars``: the scalar state after a step.
+        ``(group, step) -> factors``: once ``step`` has run, each scalar state entry
+        is multiplied by its factor (NAdam: ``mu_product *= mu_t``).
     scalars
         Scalar state entries (NAdam's ``mu_product``) and their first values.
     initial
@@ -71,7 +72,7 @@ class Algorithm:
     defaults: Mapping[str, Any]
     coefficients: Callable[[Group, int, bool, Scalars], tuple[float, ...]]
     active: Callable[[Group], tuple[bool, ...]] | None = None
-    advance: Callable[[Group, int, Scalars], dict[str, float]] | None = None
+    advance: Callable[[Group, int], dict[str, float]] | None = None
     scalars: Mapping[str, float] = field(default_factory=dict)
     initial: Callable[[str, Group], float] | None = None
     formats: bool = False
@@ -164,6 +165,43 @@ def _lion(group: Group, step: int, fresh: bool, scalars: Scalars) -> tuple[float
     )
 
 
+def _nadam(group: Group, step: int, fresh: bool, scalars: Scalars) -> tuple[float, ...]:
+    beta1, beta2 = check.betas(group["betas"])
+    coefficients, _ = _algorithms.nadam(
+        step=step,
+        mu_product=scalars["mu_product"],
+        lr=group["lr"],
+        beta1=beta1,
+        beta2=beta2,
+        eps=group["eps"],
+        weight_decay=group["weight_decay"],
+        momentum_decay=group["momentum_decay"],
+        decoupled_weight_decay=group["decoupled_weight_decay"],
+        maximize=group["maximize"],
+    )
+    return coefficients
+
+
+def _nadam_advance(group: Group, step: int) -> dict[str, float]:
+    """mu_product *= mu_t, once the step has run (group checked by _nadam before)."""
+    beta1, _ = check.betas(group["betas"])
+    return {"mu_product": _algorithms.momentum_cache(beta1, group["momentum_decay"], step)}
+
+
+def _radam(group: Group, step: int, fresh: bool, scalars: Scalars) -> tuple[float, ...]:
+    beta1, beta2 = check.betas(group["betas"])
+    return _algorithms.radam(
+        step=step,
+        lr=group["lr"],
+        beta1=beta1,
+        beta2=beta2,
+        eps=group["eps"],
+        weight_decay=group["weight_decay"],
+        decoupled_weight_decay=group["decoupled_weight_decay"],
+        maximize=group["maximize"],
+    )
+
+
 ADAM_DEFAULTS: dict[str, Any] = {
     "lr": 1e-3,
     "betas": (0.9, 0.999),
@@ -249,6 +287,37 @@ ALGORITHMS: dict[str, Algorithm] = {
                 "maximize": False,
             },
             coefficients=_adamax,
+        ),
+        Algorithm(
+            name="NAdam",
+            kernel=_ext.NADAM,
+            slots=("exp_avg", "exp_avg_sq"),
+            defaults={
+                "lr": 2e-3,
+                "betas": (0.9, 0.999),
+                "eps": 1e-8,
+                "weight_decay": 0.0,
+                "momentum_decay": 4e-3,
+                "decoupled_weight_decay": False,
+                "maximize": False,
+            },
+            coefficients=_nadam,
+            advance=_nadam_advance,
+            scalars={"mu_product": 1.0},
+        ),
+        Algorithm(
+            name="RAdam",
+            kernel=_ext.RADAM,
+            slots=("exp_avg", "exp_avg_sq"),
+            defaults={
+                "lr": 1e-3,
+                "betas": (0.9, 0.999),
+                "eps": 1e-8,
+                "weight_decay": 0.0,
+                "decoupled_weight_decay": False,
+                "maximize": False,
+            },
+            coefficients=_radam,
         ),
         Algorithm(
             name="Lion",

@@ -34,7 +34,9 @@ __all__ = [
     "AdamW",
     "Adamax",
     "Lion",
+    "NAdam",
     "Optimizer",
+    "RAdam",
     "RMSprop",
 ]
 
@@ -592,3 +594,67 @@ class Lion(Optimizer):
     ) -> None:
         defaults = {"lr": lr, "betas": betas, "weight_decay": weight_decay, "maximize": maximize}
         super().__init__(params, defaults)
+
+
+def _hyperparameters(arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """A constructor's ``locals()`` less self and params: the group defaults it was given."""
+    return {k: v for k, v in arguments.items() if k not in ("self", "params", "__class__")}
+
+
+class NAdam(Optimizer):
+    r"""NAdam (Dozat 2016, "Incorporating Nesterov Momentum into Adam"), as ``torch.optim.NAdam``.
+
+    Adam whose first moment looks one step ahead: the momentum coefficient
+    :math:`\mu_t = \beta_1 (1 - \tfrac12 \cdot 0.96^{t\,\psi})` (``momentum_decay``
+    :math:`\psi`) warms up, and the state keeps :math:`\prod \mu` in ``mu_product``
+    (a float, 1.0 before the first step). See :func:`fastadam.functional.nadam`.
+
+    Examples
+    --------
+    >>> import numpy as np, fastadam
+    >>> w = np.zeros(3, np.float32)
+    >>> opt = fastadam.NAdam([w], lr=0.1)
+    >>> _ = opt.step([2 * (w - 1)])
+    >>> sorted(opt.state[0])
+    ['exp_avg', 'exp_avg_sq', 'mu_product', 'step']
+    """
+
+    algorithm = ALGORITHMS["NAdam"]
+
+    def __init__(
+        self,
+        params: Params,
+        lr: float = 2e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        momentum_decay: float = 4e-3,
+        decoupled_weight_decay: bool = False,
+        *,
+        maximize: bool = False,
+    ) -> None:
+        super().__init__(params, _hyperparameters(locals()))
+
+
+class RAdam(Optimizer):
+    """RAdam (Liu et al., arXiv:1908.03265), as ``torch.optim.RAdam``.
+
+    Adam with the variance of its adaptive step rectified: while the length of
+    the approximated simple moving average is at most 5 (the first steps), the
+    update is bias-corrected momentum SGD. See :func:`fastadam.functional.radam`.
+    """
+
+    algorithm = ALGORITHMS["RAdam"]
+
+    def __init__(
+        self,
+        params: Params,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        decoupled_weight_decay: bool = False,
+        *,
+        maximize: bool = False,
+    ) -> None:
+        super().__init__(params, _hyperparameters(locals()))

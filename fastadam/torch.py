@@ -56,7 +56,18 @@ from . import _ext, _formats, _plan
 from ._plan import DEFAULT_FORMAT, FORMAT_DEFAULTS, MASTER
 from ._table import ALGORITHMS, Algorithm
 
-__all__ = ["SGD", "Adagrad", "Adam", "AdamW", "Adamax", "Lion", "Optimizer", "RMSprop"]
+__all__ = [
+    "SGD",
+    "Adagrad",
+    "Adam",
+    "AdamW",
+    "Adamax",
+    "Lion",
+    "NAdam",
+    "Optimizer",
+    "RAdam",
+    "RMSprop",
+]
 
 Params = Iterable[torch.Tensor] | Iterable[dict[str, Any]] | Iterable[tuple[str, torch.Tensor]]
 
@@ -948,5 +959,52 @@ class Lion(Optimizer):
         weight_decay: float = 0.0,
         *,
         maximize: bool = False,
+    ) -> None:
+        super().__init__(params, _settings(locals()))
+
+
+class NAdam(Optimizer):
+    """NAdam, as ``torch.optim.NAdam``; see :class:`fastadam.NAdam`. The state holds
+    ``step`` and ``mu_product`` (0-d tensors, as torch.optim keeps them), ``exp_avg``
+    and ``exp_avg_sq``."""
+
+    algorithm = ALGORITHMS["NAdam"]
+
+    def __init__(
+        self,
+        params: Params,
+        lr: float | torch.Tensor = 2e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0,
+        momentum_decay: float = 4e-3,
+        decoupled_weight_decay: bool = False,
+        *,
+        foreach: bool | None = None,
+        maximize: bool = False,
+        capturable: bool = False,
+        differentiable: bool = False,
+    ) -> None:
+        super().__init__(params, _settings(locals()))
+
+
+class RAdam(Optimizer):
+    """RAdam, as ``torch.optim.RAdam``; see :class:`fastadam.RAdam`."""
+
+    algorithm = ALGORITHMS["RAdam"]
+
+    def __init__(
+        self,
+        params: Params,
+        lr: float | torch.Tensor = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0,
+        decoupled_weight_decay: bool = False,
+        *,
+        foreach: bool | None = None,
+        maximize: bool = False,
+        capturable: bool = False,
+        differentiable: bool = False,
     ) -> None:
         super().__init__(params, _settings(locals()))

@@ -23,6 +23,9 @@ import fastadam
 from fastadam import _ext
 from fastadam import functional as F
 
+NEW = ("nadam", "radam")  # the functional-level tests of these two; classes: test_registry
+NEW_CASES = [(name, hp) for name, hp in twin.CASES if name in NEW]
+NEW_IDS = [twin.case_id(name, hp) for name, hp in NEW_CASES]
 DTYPES = [np.float32, np.float64]
 DTYPE_IDS = ["f32", "f64"]
 SHAPES = [(), (0,), (1,), (7,), (1023,), (31, 33)]
@@ -38,7 +41,7 @@ def _seed(*parts) -> int:
 
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)) or "0d")
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-@pytest.mark.parametrize(("name", "hp"), twin.FUNCTIONAL_ONLY_CASES, ids=twin.FUNCTIONAL_ONLY_IDS)
+@pytest.mark.parametrize(("name", "hp"), NEW_CASES, ids=NEW_IDS)
 def test_trajectory_matches_twin(name, hp, dtype, shape):
     rng = np.random.default_rng(_seed(name, hp, dtype, shape))
     param = rng.standard_normal(shape).astype(dtype)
@@ -131,7 +134,7 @@ def test_nadam_mu_product_zero_is_valid():
 
 
 @pytest.mark.parametrize("step", [2**40, 2**62])
-@pytest.mark.parametrize("name", twin.FUNCTIONAL_ONLY)
+@pytest.mark.parametrize("name", NEW)
 def test_huge_step_is_valid_and_finite(name, step):
     hp = twin.richest(name)
     rng = np.random.default_rng(11)
@@ -344,7 +347,7 @@ def _torch_message(torch, name, override) -> str:
 
 
 def _by_name(common, nadam_only):
-    cases = [(name, *case) for name in twin.FUNCTIONAL_ONLY for case in common]
+    cases = [(name, *case) for name in NEW for case in common]
     cases += [("nadam", *case) for case in nadam_only]
     return [pytest.param(*case, id=f"{case[0]}-{case[1]!r}") for case in cases]
 
@@ -393,12 +396,12 @@ BAD_BUFFERS = [
     [case[1:] for case in BAD_BUFFERS],
     ids=[case[0] for case in BAD_BUFFERS],
 )
-@pytest.mark.parametrize("name", twin.FUNCTIONAL_ONLY)
+@pytest.mark.parametrize("name", NEW)
 def test_bad_buffer_raises_and_modifies_nothing(name, change, error, match):
     _assert_raises_and_modifies_nothing(name, change(_buffers()), error, match)
 
 
-@pytest.mark.parametrize("name", twin.FUNCTIONAL_ONLY)
+@pytest.mark.parametrize("name", NEW)
 def test_overlapping_buffers_raise_and_modify_nothing(name):
     buffers = _buffers()
     buffers["exp_avg_sq"] = buffers["exp_avg"]
@@ -412,7 +415,7 @@ def test_overlapping_buffers_raise_and_modify_nothing(name):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-@pytest.mark.parametrize(("name", "hp"), twin.FUNCTIONAL_ONLY_CASES, ids=twin.FUNCTIONAL_ONLY_IDS)
+@pytest.mark.parametrize(("name", "hp"), NEW_CASES, ids=NEW_IDS)
 def test_every_length_and_offset_computes_the_same_bits(name, hp, dtype):
     """Arrays of 1..70 elements at offsets 0, 1 and 3 (vector body, scalar tail, peeled
     head) compute the bits of one long run's matching elements."""
@@ -443,7 +446,7 @@ def _restore_threads():
 
 @pytest.mark.usefixtures("_restore_threads")
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-@pytest.mark.parametrize("name", twin.FUNCTIONAL_ONLY)
+@pytest.mark.parametrize("name", NEW)
 def test_thread_count_does_not_change_the_bits(name, dtype):
     hp = twin.richest(name)
     n = 300_001  # odd, and split over threads

@@ -135,7 +135,7 @@ def test_steps_match_the_twin(name: str, dtype: type) -> None:
         for grad in grads:
             opt.step([grad])
         ref_param, ref_state = twin.trajectory(row.twin, hp, param0, grads)
-        state = {k: v for k, v in opt.state[0].items() if isinstance(v, np.ndarray)}
+        state = {k: v for k, v in opt.state[0].items() if k != "step"}
         twin.assert_matches(row.twin, np.dtype(dtype), param, state, ref_param, ref_state, str(hp))
 
 

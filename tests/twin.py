@@ -24,11 +24,7 @@ import math
 
 import numpy as np
 
-ALGORITHMS = ("adam", "sgd", "rmsprop", "adagrad", "adamax", "lion")
-# Algorithms with a functional but no optimizer class yet: tests that take every
-# algorithm through a class iterate ALGORITHMS and CASES, which leave these out
-# (their cases are in FUNCTIONAL_ONLY_CASES). Move them there when the classes land.
-FUNCTIONAL_ONLY = ("nadam", "radam")
+ALGORITHMS = ("adam", "sgd", "rmsprop", "adagrad", "adamax", "lion", "nadam", "radam")
 
 # The state buffers of each algorithm, named as torch.optim (and fastadam's classes) name them.
 SLOTS = {
@@ -585,19 +581,14 @@ def case_id(name: str, hp: dict) -> str:
     return "-".join(parts)
 
 
-_ALL_CASES = _cases()
-CASES: list[tuple[str, dict]] = [(n, hp) for n, hp in _ALL_CASES if n in ALGORITHMS]
+CASES: list[tuple[str, dict]] = _cases()
 IDS: list[str] = [case_id(name, hp) for name, hp in CASES]
-FUNCTIONAL_ONLY_CASES: list[tuple[str, dict]] = [
-    (n, hp) for n, hp in _ALL_CASES if n in FUNCTIONAL_ONLY
-]
-FUNCTIONAL_ONLY_IDS: list[str] = [case_id(name, hp) for name, hp in FUNCTIONAL_ONLY_CASES]
-assert len(set(IDS + FUNCTIONAL_ONLY_IDS)) == len(_ALL_CASES), "case ids must be unique"
+assert len(set(IDS)) == len(CASES), "case ids must be unique"
 
 
 def cases_of(name: str) -> list[dict]:
     """The hyperparameter dicts of one algorithm's cases."""
-    return [hp for n, hp in _ALL_CASES if n == name]
+    return [hp for n, hp in CASES if n == name]
 
 
 def richest(name: str) -> dict:
