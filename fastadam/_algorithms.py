@@ -190,8 +190,14 @@ def nadam(
     momentum_decay: object,
     decoupled_weight_decay: object,
     maximize: object,
+    updated: bool = False,
 ) -> tuple[Coefficients, float]:
-    """The coefficients, and mu_product times this step's mu (the caller keeps it for the next)."""
+    """The coefficients, and mu_product times this step's mu (the caller keeps it for the next).
+
+    ``mu_product`` is the product of mu over the steps before this one or, with
+    ``updated``, already times this step's mu (as a front end that keeps it in a
+    tensor multiplies it first, as torch.optim.NAdam does); it is then returned as is.
+    """
     t = check.step(step)
     lr_ = check.lr(lr)
     b1, b2 = check.beta(0, beta1, "beta1"), check.beta(1, beta2, "beta2")
@@ -204,7 +210,8 @@ def nadam(
     # As torch.optim.NAdam, in double: the momentum cache mu_t and mu_{t+1}.
     mu = momentum_cache(b1, psi, t)
     mu_next = momentum_cache(b1, psi, t + 1)
-    product *= mu
+    if not updated:
+        product *= mu
     product_next = product * mu_next
     coef = (
         b1,

@@ -50,12 +50,14 @@ class Algorithm:
         ``(group, step, fresh, scalars) -> coefficients``: check the group's
         hyperparameters and give the kernel's coefficients for ``step`` (1-based),
         in double; ``fresh`` is true when the state buffers were made for this
-        step; ``scalars`` is the param's scalar state before the step.
+        step; ``scalars`` is the param's scalar state as this step leaves it.
     active
         ``group -> flags``: which of ``slots`` the group's settings use (None: all).
     advance
-        ``(group, step) -> factors``: once ``step`` has run, each scalar state entry
-        is multiplied by its factor (NAdam: ``mu_product *= mu_t``).
+        ``(group, step) -> factors``: at ``step``, each scalar state entry is
+        multiplied by its factor (NAdam: ``mu_product *= mu_t``) before the
+        coefficients are computed from it; the state keeps the product once the
+        step has run.
     scalars
         Scalar state entries (NAdam's ``mu_product``) and their first values.
     initial
@@ -80,7 +82,11 @@ class Algorithm:
 
     def check(self, group: Group) -> None:
         """Raise if the group's hyperparameters are invalid (torch.optim's messages)."""
-        self.coefficients(group, 1, True, self.scalars)
+        scalars = dict(self.scalars)
+        if self.advance is not None:
+            factors = self.advance(group, 1)
+            scalars = {k: v * factors[k] for k, v in scalars.items()}
+        self.coefficients(group, 1, True, scalars)
         self.used(group)
 
     def used(self, group: Group) -> tuple[bool, ...]:
@@ -178,14 +184,18 @@ def _nadam(group: Group, step: int, fresh: bool, scalars: Scalars) -> tuple[floa
         momentum_decay=group["momentum_decay"],
         decoupled_weight_decay=group["decoupled_weight_decay"],
         maximize=group["maximize"],
+        updated=True,
     )
     return coefficients
 
 
 def _nadam_advance(group: Group, step: int) -> dict[str, float]:
-    """mu_product *= mu_t, once the step has run (group checked by _nadam before)."""
+    """The factor of mu_product at ``step``: mu_t."""
     beta1, _ = check.betas(group["betas"])
-    return {"mu_product": _algorithms.momentum_cache(beta1, group["momentum_decay"], step)}
+    decay = check.in_range(
+        "momentum_decay", group["momentum_decay"], "Invalid momentum_decay value: {}"
+    )
+    return {"mu_product": _algorithms.momentum_cache(beta1, decay, step)}
 
 
 def _radam(group: Group, step: int, fresh: bool, scalars: Scalars) -> tuple[float, ...]:

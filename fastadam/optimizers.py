@@ -50,7 +50,7 @@ class Queued(NamedTuple):
     batch: _ext.Batch
     stepped: list[dict[str, Any]]  # the state of every param stepped: its count goes up
     created: dict[int, dict[str, Any]]  # state made for the step, kept if it succeeds
-    scaled: list[tuple[dict[str, Any], dict[str, float]]]  # scalar state, factors to apply
+    scaled: list[tuple[dict[str, Any], dict[str, float]]]  # scalar state as the step leaves it
 
 
 class Optimizer:
@@ -179,9 +179,8 @@ class Optimizer:
             self.state.update(queued.created)
             for state in queued.stepped:
                 state["step"] += 1
-            for state, factors in queued.scaled:
-                for name, factor in factors.items():
-                    state[name] *= factor
+            for state, scalars in queued.scaled:
+                state.update(scalars)
         return True
 
     def _new_entry(self, key: str, param: np.ndarray, group: ParamGroup) -> np.ndarray:
@@ -245,8 +244,12 @@ class Optimizer:
                     if missing:
                         fresh = {k: self._new_entry(k, param, group) for k in missing}
                         state = queued.created[index] = {**state, **fresh}
-                    scalars = {k: state[k] for k in algorithm.scalars}
                     step = state["step"] + 1
+                    scalars = {k: state[k] for k in algorithm.scalars}
+                    if algorithm.advance is not None:
+                        factors = algorithm.advance(group, step)
+                        scalars = {k: v * factors[k] for k, v in scalars.items()}
+                        queued.scaled.append((state, scalars))
                     key = (step, any(s in missing for s in slots), *scalars.values())
                     if key not in coef_ids:
                         coef = algorithm.coefficients(group, step, key[1], scalars)
@@ -257,8 +260,6 @@ class Optimizer:
                         buffers = _plan.compressed_buffers(buffers, copy, state, absmax, master)
                     batch.add(index, buffers, coef_ids[key], spec, step, required)
                     queued.stepped.append(state)
-                    if algorithm.advance is not None:
-                        queued.scaled.append((state, algorithm.advance(group, step)))
                 index += 1
         return queued
 

@@ -333,14 +333,11 @@ class Optimizer(torch.optim.Optimizer):
         for group in self.param_groups:
             for key, value in self._flags.items():
                 group.setdefault(key, value)
-        if self.algorithm.counts_steps:
-            for entry in self.state.values():
-                if (
-                    isinstance(entry, dict)
-                    and "step" in entry
-                    and not torch.is_tensor(entry["step"])
-                ):
-                    entry["step"] = torch.tensor(float(entry["step"]), dtype=_step_dtype())
+        counted = ("step",) if self.algorithm.counts_steps else ()
+        for entry in self.state.values():
+            for key in (*counted, *self.algorithm.scalars):
+                if isinstance(entry, dict) and key in entry and not torch.is_tensor(entry[key]):
+                    entry[key] = torch.tensor(float(entry[key]), dtype=_step_dtype())
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """As ``torch.optim.Optimizer.load_state_dict``: floating state tensors are cast to
@@ -522,7 +519,7 @@ class Optimizer(torch.optim.Optimizer):
         batch = _ext.Batch(self.algorithm.kernel, self._labels_of_batch(), tensors=True)
         created: list[tuple[torch.Tensor, dict[str, Any]]] = []
         steps: list[torch.Tensor] = []
-        scaled: list[tuple[dict[str, Any], dict[str, float]]] = []
+        scaled: list[tuple[dict[str, Any], dict[str, torch.Tensor]]] = []
         written: list[torch.Tensor] = []
         index = -1  # params are numbered across groups, as in state_dict()
         dtensor = _dtensor_class()
@@ -556,14 +553,26 @@ class Optimizer(torch.optim.Optimizer):
                     if self.algorithm.counts_steps:
                         step = self._step_count(number, position, state["step"]) + 1
                         steps.append(state["step"])
-                    scalars = {k: float(state[k]) for k in self.algorithm.scalars}
+                    scalars: dict[str, float] = {}
+                    if self.algorithm.advance is not None:
+                        # As torch.optim.NAdam: mu_product *= mu_t in its tensor's dtype,
+                        # and the step's coefficients from the product.
+                        factors = self.algorithm.advance(hyper, step)
+                        for k in factors:
+                            if not isinstance(state[k], torch.Tensor):
+                                raise TypeError(
+                                    f'state "{k}" of param {position} of group {number} must '
+                                    "be a tensor, as torch.optim keeps it, got "
+                                    f"{type(state[k]).__name__}"
+                                )
+                        product = {k: state[k] * f for k, f in factors.items()}
+                        scaled.append((state, product))
+                        scalars = {k: float(v) for k, v in product.items()}
                     key = (step, any(s in missing for s in slots), *scalars.values())
                     coef_id = coef_ids.get(key)
                     if coef_id is None:
                         coef = self.algorithm.coefficients(hyper, step, key[1], scalars)
                         coef_id = coef_ids[key] = batch.add_coef(coef)
-                    if self.algorithm.advance is not None:
-                        scaled.append((state, self.algorithm.advance(hyper, step)))
                     main = (local, _unwrapped(grad, shard))
                     buffers = (*main, *[None if s is None else buffers_of[s] for s in slots])
                     if absmax is not None or master is not None:
@@ -601,9 +610,9 @@ class Optimizer(torch.optim.Optimizer):
             self.state[param] = state
         if steps:
             torch._foreach_add_(steps, 1)
-        for state, factors in scaled:  # as torch.optim.NAdam: mu_product *= mu, a tensor
-            for name, factor in factors.items():
-                state[name].mul_(factor)
+        for state, product in scaled:
+            for name, value in product.items():
+                state[name].copy_(value)
         if written:
             torch.autograd.graph.increment_version(written)
 

@@ -45,6 +45,8 @@ FULL_STATE: dict[str, dict[str, Any]] = {
     "RMSprop": {"centered": True, "momentum": 0.1, "weight_decay": 0.1},
     "Adagrad": {"lr": 0.1, "lr_decay": 0.01, "initial_accumulator_value": 0.1},
     "Adamax": {"weight_decay": 0.1, "maximize": True},
+    "NAdam": {"weight_decay": 0.1, "momentum_decay": 0.01},
+    "RAdam": {"weight_decay": 0.1, "maximize": True},
     "Lion": {"lr": 0.01, "weight_decay": 0.1},
 }
 REPO = Path(__file__).resolve().parent.parent
@@ -242,7 +244,8 @@ def test_switch_mid_training_through_a_checkpoint(
 ) -> None:
     """Train 10 steps with one library, save its state_dict to bytes, load it into the
     other library's optimizer over the same params, train 20 more: the result matches
-    30 steps of torch.optim alone, and the loaded state equals the saved one."""
+    30 steps of torch.optim alone (reloading its own checkpoint at step 10), and the
+    loaded state equals the saved one as torch.optim loads it."""
     first, second = (torch.optim, ft) if direction == "torch-to-fastadam" else (ft, torch.optim)
     kwargs = {**FULL_STATE[name], "foreach": False}
     params = random_params(torch, dtype)
@@ -255,7 +258,12 @@ def test_switch_mid_training_through_a_checkpoint(
             saved = _through_bytes(torch, before.state_dict())
             after = getattr(second, name)(switched, **kwargs)
             after.load_state_dict(saved)
-            assert_state_dicts_equal(torch, after.state_dict(), before.state_dict())
+            # As torch.optim loads it (which casts NAdam's mu_product to the params' dtype).
+            clones = [p.detach().clone().requires_grad_() for p in switched]
+            loaded = getattr(torch.optim, name)(clones, **kwargs)
+            loaded.load_state_dict(_through_bytes(torch, before.state_dict()))
+            assert_state_dicts_equal(torch, after.state_dict(), loaded.state_dict())
+            reference.load_state_dict(_through_bytes(torch, reference.state_dict()))
         step_both((reference, before if step < 10 else after), next(grads))
     assert_twins(after, reference, TOLERANCE[dtype])
 
@@ -290,6 +298,8 @@ def test_state_dict_format(torch: ModuleType, ft: ModuleType, name: str) -> None
         "RMSprop": {"step", "square_avg", "grad_avg", "momentum_buffer"},
         "Adagrad": {"step", "sum"},
         "Adamax": {"step", "exp_avg", "exp_inf"},
+        "NAdam": {"step", "mu_product", "exp_avg", "exp_avg_sq"},
+        "RAdam": {"step", "exp_avg", "exp_avg_sq"},
         "Lion": {"step", "exp_avg"},
     }[name]
     stepped = [1] if name != "Adagrad" else [0, 1, 2]  # Adagrad: every param, at construction
@@ -298,6 +308,8 @@ def test_state_dict_format(torch: ModuleType, ft: ModuleType, name: str) -> None
     for key, value in state[1].items():
         if key == "step":
             assert (value.dtype, value.shape, value.item()) == (torch.float32, (), 1.0)
+        elif key == "mu_product":  # NAdam's, as torch keeps it: 0-d, the default dtype
+            assert (value.dtype, value.shape) == (torch.float32, ())
         else:
             assert (value.dtype, value.shape) == (torch.float64, params[1].shape)
     for copied in (copy.deepcopy(optimizer), pickle.loads(pickle.dumps(optimizer))):

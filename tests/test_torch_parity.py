@@ -87,6 +87,23 @@ TORCH_INPUTS: dict[str, list[dict[str, Any]]] = {
         {"maximize": True},
         {"weight_decay": 0.1, "maximize": True},
     ],
+    "NAdam": [
+        {},
+        {"lr": 1e-3},
+        {"momentum_decay": 6e-3},
+        {"weight_decay": 0.1},
+        {"weight_decay": 0.1, "momentum_decay": 6e-3},
+        {"weight_decay": 0.1, "momentum_decay": 6e-3, "decoupled_weight_decay": True},
+        {"weight_decay": 0.1, "maximize": True},
+    ],
+    "RAdam": [
+        {},
+        {"lr": 2e-3},
+        {"eps": 1e-6},
+        {"weight_decay": 0.1},
+        {"weight_decay": 0.1, "decoupled_weight_decay": True},
+        {"weight_decay": 0.1, "maximize": True},
+    ],
 }
 
 # A few combinations torch's list leaves out, for options fastadam implements.
@@ -181,10 +198,14 @@ class Pair:
             assert int(theirs.get("step", 0)) == 0
             return
         buffers = {k for k, v in mine.items() if isinstance(v, np.ndarray)}
+        scalars = {k for k, v in mine.items() if k != "step" and not isinstance(v, np.ndarray)}
         torch_buffers = {k for k, v in theirs.items() if k != "step" and v is not None}
-        assert buffers == torch_buffers, f"param {index}: state entries differ"
+        assert buffers | scalars == torch_buffers, f"param {index}: state entries differ"
         if "step" in theirs:
             assert mine["step"] == int(theirs["step"]), f"param {index}: step count"
+        for key in scalars:  # NAdam's mu_product: a 0-d tensor of torch's default dtype
+            expected = float(theirs[key])
+            assert mine[key] == pytest.approx(expected, rel=tolerance), f"param {index} {key}"
         for key in sorted(buffers):
             expected = theirs[key].detach().numpy()
             assert mine[key].dtype == expected.dtype
@@ -323,8 +344,14 @@ def test_registry_covers_torch_optimizers(torch: ModuleType) -> None:
 def test_parity_with_torch_for_loop(
     torch: ModuleType, name: str, kwargs: dict[str, Any], dtype: Any
 ) -> None:
-    pair = make_pair(torch, name, dtype, kwargs)
-    run(pair)
+    default = torch.get_default_dtype()
+    # torch keeps scalar state (NAdam's mu_product) in its default dtype: the params'.
+    torch.set_default_dtype(torch.float64 if dtype == np.float64 else torch.float32)
+    try:
+        pair = make_pair(torch, name, dtype, kwargs)
+        run(pair)
+    finally:
+        torch.set_default_dtype(default)
     for index in range(len(SHAPES)):
         pair.assert_moved(index)
     pair.assert_parity(TOLERANCE[np.dtype(dtype)])
