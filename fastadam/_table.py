@@ -16,6 +16,8 @@ test registry (tests/registry.py). CONTRIBUTING.md walks through it.
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -97,95 +99,29 @@ class Algorithm:
 # ---------------------------------------------------------------------- the records
 
 
-def _adam(group: Group, step: int, fresh: bool, scalars: Scalars) -> tuple[float, ...]:
-    beta1, beta2 = check.betas(group["betas"])
-    return _algorithms.adam(
-        step=step,
-        lr=group["lr"],
-        beta1=beta1,
-        beta2=beta2,
-        eps=group["eps"],
-        weight_decay=group["weight_decay"],
-        decoupled_weight_decay=group["decoupled_weight_decay"],
-        maximize=group["maximize"],
-    )
+def _from_group(function: Callable[..., Any]) -> Callable[[Group, int, bool, Scalars], Any]:
+    """The ``coefficients`` of a record, from a coefficient function of _algorithms:
+    each of its keywords is read from the group by name (``beta1`` and ``beta2`` from
+    ``betas``), ``step`` is the step, ``first_step`` whether the state is fresh, and a
+    scalar state entry (``mu_product``) is the param's, as this step leaves it."""
+    parameters = inspect.signature(function).parameters.values()
+    names = tuple(p.name for p in parameters if p.default is inspect.Parameter.empty)
+    betas = "beta1" in names
+
+    def coefficients(group: Group, step: int, fresh: bool, scalars: Scalars) -> Any:
+        given: dict[str, Any] = {"step": step, "first_step": fresh, **scalars}
+        if betas:
+            given["beta1"], given["beta2"] = check.betas(group["betas"])
+        return function(**{k: given[k] if k in given else group[k] for k in names})
+
+    return coefficients
 
 
-def _sgd(group: Group, step: int, fresh: bool, scalars: Scalars) -> tuple[float, ...]:
-    return _algorithms.sgd(
-        lr=group["lr"],
-        momentum=group["momentum"],
-        dampening=group["dampening"],
-        weight_decay=group["weight_decay"],
-        nesterov=group["nesterov"],
-        maximize=group["maximize"],
-        first_step=fresh,
-    )
-
-
-def _rmsprop(group: Group, step: int, fresh: bool, scalars: Scalars) -> tuple[float, ...]:
-    return _algorithms.rmsprop(
-        lr=group["lr"],
-        alpha=group["alpha"],
-        eps=group["eps"],
-        weight_decay=group["weight_decay"],
-        momentum=group["momentum"],
-        centered=group["centered"],
-        maximize=group["maximize"],
-    )
-
-
-def _adagrad(group: Group, step: int, fresh: bool, scalars: Scalars) -> tuple[float, ...]:
-    _algorithms.initial_accumulator_value(group["initial_accumulator_value"])
-    return _algorithms.adagrad(
-        step=step,
-        lr=group["lr"],
-        lr_decay=group["lr_decay"],
-        weight_decay=group["weight_decay"],
-        eps=group["eps"],
-        maximize=group["maximize"],
-    )
-
-
-def _adamax(group: Group, step: int, fresh: bool, scalars: Scalars) -> tuple[float, ...]:
-    beta1, beta2 = check.betas(group["betas"])
-    return _algorithms.adamax(
-        step=step,
-        lr=group["lr"],
-        beta1=beta1,
-        beta2=beta2,
-        eps=group["eps"],
-        weight_decay=group["weight_decay"],
-        maximize=group["maximize"],
-    )
-
-
-def _lion(group: Group, step: int, fresh: bool, scalars: Scalars) -> tuple[float, ...]:
-    beta1, beta2 = check.betas(group["betas"])
-    return _algorithms.lion(
-        lr=group["lr"],
-        beta1=beta1,
-        beta2=beta2,
-        weight_decay=group["weight_decay"],
-        maximize=group["maximize"],
-    )
+_NADAM = _from_group(functools.partial(_algorithms.nadam, updated=True))
 
 
 def _nadam(group: Group, step: int, fresh: bool, scalars: Scalars) -> tuple[float, ...]:
-    beta1, beta2 = check.betas(group["betas"])
-    coefficients, _ = _algorithms.nadam(
-        step=step,
-        mu_product=scalars["mu_product"],
-        lr=group["lr"],
-        beta1=beta1,
-        beta2=beta2,
-        eps=group["eps"],
-        weight_decay=group["weight_decay"],
-        momentum_decay=group["momentum_decay"],
-        decoupled_weight_decay=group["decoupled_weight_decay"],
-        maximize=group["maximize"],
-        updated=True,
-    )
+    coefficients, _ = _NADAM(group, step, fresh, scalars)  # and mu_product, as given
     return coefficients
 
 
@@ -198,18 +134,12 @@ def _nadam_advance(group: Group, step: int) -> dict[str, float]:
     return {"mu_product": _algorithms.momentum_cache(beta1, decay, step)}
 
 
-def _radam(group: Group, step: int, fresh: bool, scalars: Scalars) -> tuple[float, ...]:
-    beta1, beta2 = check.betas(group["betas"])
-    return _algorithms.radam(
-        step=step,
-        lr=group["lr"],
-        beta1=beta1,
-        beta2=beta2,
-        eps=group["eps"],
-        weight_decay=group["weight_decay"],
-        decoupled_weight_decay=group["decoupled_weight_decay"],
-        maximize=group["maximize"],
-    )
+_ADAGRAD = _from_group(_algorithms.adagrad)
+
+
+def _adagrad(group: Group, step: int, fresh: bool, scalars: Scalars) -> tuple[float, ...]:
+    _algorithms.initial_accumulator_value(group["initial_accumulator_value"])
+    return _ADAGRAD(group, step, fresh, scalars)
 
 
 ADAM_DEFAULTS: dict[str, Any] = {
@@ -230,7 +160,7 @@ ALGORITHMS: dict[str, Algorithm] = {
             kernel=_ext.ADAM,
             slots=("exp_avg", "exp_avg_sq", "max_exp_avg_sq"),
             defaults=ADAM_DEFAULTS,
-            coefficients=_adam,
+            coefficients=_from_group(_algorithms.adam),
             active=lambda group: (True, True, check.flag("amsgrad", group["amsgrad"])),
             formats=True,
         ),
@@ -246,7 +176,7 @@ ALGORITHMS: dict[str, Algorithm] = {
                 "nesterov": False,
                 "maximize": False,
             },
-            coefficients=_sgd,
+            coefficients=_from_group(_algorithms.sgd),
             active=lambda group: (check.momentum(group["momentum"]) != 0,),
             counts_steps=False,
         ),
@@ -263,7 +193,7 @@ ALGORITHMS: dict[str, Algorithm] = {
                 "centered": False,
                 "maximize": False,
             },
-            coefficients=_rmsprop,
+            coefficients=_from_group(_algorithms.rmsprop),
             active=lambda group: (
                 True,
                 check.flag("centered", group["centered"]),
@@ -296,7 +226,7 @@ ALGORITHMS: dict[str, Algorithm] = {
                 "weight_decay": 0.0,
                 "maximize": False,
             },
-            coefficients=_adamax,
+            coefficients=_from_group(_algorithms.adamax),
         ),
         Algorithm(
             name="NAdam",
@@ -327,14 +257,14 @@ ALGORITHMS: dict[str, Algorithm] = {
                 "decoupled_weight_decay": False,
                 "maximize": False,
             },
-            coefficients=_radam,
+            coefficients=_from_group(_algorithms.radam),
         ),
         Algorithm(
             name="Lion",
             kernel=_ext.LION,
             slots=("exp_avg",),
             defaults={"lr": 1e-4, "betas": (0.9, 0.99), "weight_decay": 0.0, "maximize": False},
-            coefficients=_lion,
+            coefficients=_from_group(_algorithms.lion),
         ),
     )
 }
