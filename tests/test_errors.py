@@ -257,16 +257,19 @@ def test_functional_huge_step_is_valid_and_finite(name, step):
     grad = rng.standard_normal(9)
     buffers = twin.new_buffers(name, hp, param)
     ref_state = twin.init_state(name, param, hp)
-    # A state as it could be after many steps: positive second moments, some momentum.
-    for slot, buf in buffers.items():
-        buf[...] = rng.random(9) + 0.1
-        ref_state[slot] = twin.f64(buf)
+    # A state as it could be after many steps: positive second moments, some momentum
+    # (and for NAdam, a product of momentum coefficients in [0, 1)).
+    for slot in twin.active_slots(name, hp):
+        buffers[slot][...] = rng.random(9) + 0.1
+        ref_state[slot] = twin.f64(buffers[slot])
+    for key in twin.initial_scalars(name):
+        buffers[key] = ref_state[key] = rng.random()
     ref_state["step"] = int(step) - 1
     ref_param = twin.f64(param)
     twin.functional_call(getattr(F, name), name, hp, param, grad, buffers, step)
     twin.step(name, ref_param, grad, ref_state, hp)
     assert np.isfinite(param).all()
-    assert all(np.isfinite(b).all() for b in buffers.values())
+    assert all(np.isfinite(buffers[slot]).all() for slot in twin.state_slots(name, hp))
     twin.assert_matches(name, np.float64, param, buffers, ref_param, ref_state)
 
 
@@ -672,7 +675,7 @@ N = 6
 
 def _bad_last_grads(opt, params):
     """Ways to spoil only the last param's gradient, with the error each must raise."""
-    slot = next(iter(s for s in opt.state.get(0, {}) if s != "step"), None)
+    slot = next(iter(twin.buffer_keys(opt.state.get(0, {}))), None)
     raw = np.zeros(N * 8 + 1, np.uint8)
     misaligned = raw[1:].view(np.float64)
     kinds = {
@@ -790,7 +793,7 @@ def test_bad_last_param_changes_nothing(name, history):
 @pytest.mark.parametrize("name", twin.ALGORITHMS)
 def test_bad_state_buffer_changes_nothing(name, spoil):
     opt, params, rng = _optimizer(name, 2)
-    slot = [s for s in opt.state[2] if s != "step"][-1]
+    slot = twin.buffer_keys(opt.state[2])[-1]
     buf = opt.state[2][slot]
     opt.state[2][slot] = {
         "wrong dtype": lambda: buf.astype(np.float32),

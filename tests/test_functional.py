@@ -51,17 +51,21 @@ def test_trajectory_matches_twin(name, hp, dtype, shape):
     ref_param, ref_state = twin.trajectory(name, hp, param0, grads[:1])
     twin.assert_matches(name, dtype, param, buffers, ref_param, ref_state, "step 1: ")
     if param.size:
-        assert (param != param0).all(), "every element moves on the first step"
+        # Every element moves, bar those the twin moves by less than an ulp: RAdam's
+        # first step, lr*grad, rounds away for a tiny grad (no other case has any).
+        moves = np.abs(ref_param - param0) >= np.abs(np.spacing(param0))
+        assert moves.mean() > 0.99, "the twin moves the elements on the first step"
+        assert (param != param0)[moves].all(), "every element moves on the first step"
     _run_functional(name, hp, param, grads[1:], buffers, first_step=2)
     ref_param, ref_state = twin.trajectory(name, hp, param0, grads)
     twin.assert_matches(name, dtype, param, buffers, ref_param, ref_state, f"step {nsteps}: ")
 
     assert param.shape == shape
     assert param.ctypes.data == data_pointer, "updated in place"
-    assert set(buffers) == set(twin.active_slots(name, hp))
-    for buf in buffers.values():
-        assert buf.shape == shape
-        assert buf.dtype == dtype
+    assert set(buffers) == set(twin.state_slots(name, hp))
+    for slot in twin.active_slots(name, hp):
+        assert buffers[slot].shape == shape
+        assert buffers[slot].dtype == dtype
     assert np.isfinite(param).all()
 
 
@@ -98,17 +102,15 @@ def test_views_at_odd_offsets_match_contiguous_arrays(name, hp, dtype):
     big = np.full(3 + (n + 1) * (2 + len(slots)) + 5, sentinel, dtype)
     (pv, gv, *state_views), inside = _carve(big, n, 2 + len(slots))
     pv[...] = param0
-    view_buffers = dict(zip(slots, state_views, strict=True))
-    fresh = twin.new_buffers(name, hp, param0)
-    for slot, v in view_buffers.items():
-        v[...] = fresh[slot]
+    view_buffers = twin.buffers_in(name, hp, param0, dict(zip(slots, state_views, strict=True)))
     for t, grad in enumerate(grads, 1):
         gv[...] = grad
         twin.functional_call(getattr(F, name), name, hp, pv, gv, view_buffers, t)
 
     assert np.array_equal(pv, param)
-    for slot in slots:
-        assert np.array_equal(view_buffers[slot], buffers[slot]), slot
+    assert set(view_buffers) == set(buffers)
+    for slot, buf in buffers.items():
+        assert np.array_equal(view_buffers[slot], buf), slot
     assert (big[~inside] == sentinel).all(), "nothing outside the views may be written"
     assert inside.sum() == n * (2 + len(slots))
 
@@ -128,8 +130,10 @@ def test_each_element_depends_only_on_its_inputs(name, dtype):
         part = param0[lo:hi].copy()
         part_buffers = _run_functional(name, hp, part, [g[lo:hi].copy() for g in grads])
         assert np.array_equal(part, param[lo:hi]), (lo, hi)
-        for slot, buf in part_buffers.items():
-            assert np.array_equal(buf, buffers[slot][lo:hi]), (slot, lo, hi)
+        for slot in twin.active_slots(name, hp):
+            assert np.array_equal(part_buffers[slot], buffers[slot][lo:hi]), (slot, lo, hi)
+        for key in twin.initial_scalars(name):  # one per run, whatever its length
+            assert part_buffers[key] == buffers[key], (key, lo, hi)
 
 
 LARGE = 2_500_003  # odd, so every vector body ends in a scalar tail
@@ -369,7 +373,7 @@ def test_scalar_param(name, dtype):
     buffers = _run_functional(name, hp, param, grads)
     ref_param, ref_state = twin.trajectory(name, hp, np.array(0.75, dtype), grads)
     assert param.ndim == 0
-    assert all(b.ndim == 0 for b in buffers.values())
+    assert all(buffers[slot].ndim == 0 for slot in twin.active_slots(name, hp))
     twin.assert_matches(name, dtype, param, buffers, ref_param, ref_state)
     assert param != np.array(0.75, dtype)
 
@@ -383,4 +387,7 @@ def test_empty_arrays_are_a_no_op(name):
             buffers = _run_functional(name, hp, param, [np.empty(shape, dtype)] * 2)
             assert param.shape == shape
             assert param.dtype == dtype
-            assert all(b.shape == shape and b.dtype == dtype for b in buffers.values())
+            assert all(
+                buffers[slot].shape == shape and buffers[slot].dtype == dtype
+                for slot in twin.active_slots(name, hp)
+            )

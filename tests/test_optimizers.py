@@ -93,6 +93,9 @@ def _rng(*parts):
 
 
 def _same_bits(a, b) -> bool:
+    """The same bits: arrays of one dtype and shape, or floats (scalar state, as NAdam's)."""
+    if isinstance(b, float):
+        return type(a) is float and np.float64(a).tobytes() == np.float64(b).tobytes()
     return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
 
 
@@ -361,8 +364,10 @@ def test_state_is_created_on_first_use_in_the_param_dtype(name):
     slots = twin.active_slots(name, hp)
     for i in (0, 2):
         state = opt.state[i]
-        assert set(state) == {"step", *slots}
+        assert set(state) == {"step", *twin.state_slots(name, hp)}
         assert state["step"] == 1
+        for key in twin.initial_scalars(name):  # its value: mirror.check, against the twin
+            assert type(state[key]) is float, key
         for slot in slots:
             buf = state[slot]
             assert isinstance(buf, np.ndarray), slot
@@ -484,23 +489,28 @@ def test_state_dict_layout(name):
         assert {k: v for k, v in group.items() if k != "params"} == hp
     assert set(sd["state"]) == {0, 2}
     slots = twin.active_slots(name, hps[0])
+    scalars = twin.initial_scalars(name)
     for i in (0, 2):
         entry = sd["state"][i]
-        assert set(entry) == {"step", *slots}
+        assert set(entry) == {"step", *slots, *scalars}
         assert entry["step"] == 2
         for slot in slots:
             assert _same_bits(entry[slot], opt.state[i][slot])
             assert not np.shares_memory(entry[slot], opt.state[i][slot]), "a copy"
+        for key in scalars:
+            assert _same_bits(entry[key], opt.state[i][key]), key
     # Changing the returned dict changes nothing in the optimizer.
     kept = copy.deepcopy(opt.state)
     for i in (0, 2):
         for slot in slots:
             sd["state"][i][slot][...] = np.nan
+        for key in scalars:
+            sd["state"][i][key] = 0.25
         sd["state"][i]["step"] = 99
     sd["param_groups"][0]["lr"] = 99.0
     for i in (0, 2):
         assert opt.state[i]["step"] == kept[i]["step"]
-        for slot in slots:
+        for slot in (*slots, *scalars):
             assert _same_bits(opt.state[i][slot], kept[i][slot])
     assert opt.param_groups[0]["lr"] == hps[0]["lr"]
 

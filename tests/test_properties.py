@@ -126,6 +126,17 @@ def _lion(draw):
     }
 
 
+@st.composite
+def _radam(draw):
+    return {**draw(_adamax()), "decoupled_weight_decay": draw(st.booleans())}
+
+
+@st.composite
+def _nadam(draw):
+    momentum_decay = st.one_of(st.just(0.0), st.floats(0.0, 0.1))
+    return {**draw(_radam()), "momentum_decay": draw(momentum_decay)}
+
+
 HYPERPARAMETERS = {
     "adam": _adam(),
     "sgd": _sgd(),
@@ -133,6 +144,8 @@ HYPERPARAMETERS = {
     "adagrad": _adagrad(),
     "adamax": _adamax(),
     "lion": _lion(),
+    "nadam": _nadam(),
+    "radam": _radam(),
 }
 
 
@@ -208,11 +221,9 @@ def test_functional_follows_the_twin(name, data, dtype, shape, steps, seed, scal
 
     rng = np.random.default_rng(seed)
     views["param"][...] = rng.standard_normal(shape)
-    for slot, initial in twin.new_buffers(name, hp, views["param"]).items():
-        views[slot][...] = initial
+    buffers = twin.buffers_in(name, hp, views["param"], {slot: views[slot] for slot in slots})
     ref_param = twin.f64(views["param"])
     ref_state = twin.init_state(name, ref_param, hp)
-    buffers = {slot: views[slot] for slot in slots}
     fn = getattr(F, name)
     for t in range(1, steps + 1):
         views["grad"][...] = rng.standard_normal(shape) * scale
@@ -243,6 +254,8 @@ HYPER_BREAKERS = {
     "centered": [1],
     "nesterov": [1],
     "decoupled_weight_decay": ["no"],
+    "momentum_decay": [-0.5, math.nan],
+    "mu_product": [-0.5, 1.5, math.nan, None],  # scalar state, checked like a hyperparameter
     "step": [0, -3, 1.0, True, None],
 }
 
@@ -307,7 +320,7 @@ def test_invalid_functional_call_modifies_nothing(name, data, dtype, shape, seed
     rng = np.random.default_rng(seed)
     for key in keys:
         views[key][...] = rng.random(shape) + 0.5
-    kwargs = twin.functional_kwargs(name, hp)
+    kwargs = {**twin.functional_kwargs(name, hp), **twin.initial_scalars(name)}
     if name in twin.STEPPED:
         kwargs["step"] = 2
     call = dict(views)
@@ -370,10 +383,9 @@ def test_invalid_optimizer_step_modifies_nothing(setup, data, seed):
     good = grads([True] * len(params))
     views = {"params": params[bad], "grads": good[bad]}
     keys = ["params", "grads"]
-    for slot, buffer in opt.state.get(bad, {}).items():
-        if slot != "step":
-            views[slot] = buffer
-            keys.append(slot)
+    for slot in twin.buffer_keys(opt.state.get(bad, {})):
+        views[slot] = opt.state[bad][slot]
+        keys.append(slot)
     _, good[bad] = _bad_buffer(data.draw, "grads", views, keys, params[bad].dtype)
 
     state_before = {

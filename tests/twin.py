@@ -8,8 +8,9 @@ Algorithms")::
     c = b1*m + (1-b1)*g;  p = p*(1 - lr*wd) - lr*sign(c);  m = b2*m + (1-b2)*g
 
 A twin takes a float64 param, a float64 grad and a state dict of float64 arrays
-(made by ``init_state``) and updates the param and the state in place. It never
-imports fastadam: it is the independent side of every comparison.
+(made by ``init_state``; NAdam's also holds a float, see ``SCALAR_STATE``) and
+updates the param and the state in place. It never imports fastadam: it is the
+independent side of every comparison.
 
 The registry ``CASES`` lists (algorithm, hyperparameters) pairs covering every flag
 combination of every algorithm; hyperparameters use the optimizer classes' (and
@@ -330,9 +331,23 @@ def init_state(name: str, param, hp: dict) -> dict:
         state["momentum_buffer"] = None  # torch: set to the gradient on the first step
     if name == "adagrad":
         state["sum"][...] = hp.get("initial_accumulator_value", 0.0)
-    if name in SCALAR_STATE:
-        state[SCALAR_STATE[name]] = 1.0
-    return state
+    return {**state, **initial_scalars(name)}
+
+
+def initial_scalars(name: str) -> dict:
+    """``name``'s SCALAR_STATE at its initial value (torch's: 1.0) by key; {} for most."""
+    return {SCALAR_STATE[name]: 1.0} if name in SCALAR_STATE else {}
+
+
+def state_slots(name: str, hp: dict) -> tuple[str, ...]:
+    """Every state entry of ``name`` under ``hp`` but "step": its buffers, then its scalar."""
+    return (*active_slots(name, hp), *initial_scalars(name))
+
+
+def buffer_keys(state: dict) -> list[str]:
+    """The keys of the array buffers in ``state`` (a class's state of one param, or a
+    functional caller's buffers): every key but "step" and SCALAR_STATE, in order."""
+    return [key for key in state if key != "step" and key not in SCALAR_STATE.values()]
 
 
 def step(name: str, param, grad, state, hp: dict) -> None:
@@ -616,9 +631,16 @@ def new_buffers(name: str, hp: dict, param: np.ndarray) -> dict:
     state = {slot: np.zeros_like(param) for slot in active_slots(name, hp)}
     if name == "adagrad":
         state["sum"][...] = hp.get("initial_accumulator_value", 0.0)
-    if name in SCALAR_STATE:
-        state[SCALAR_STATE[name]] = 1.0
-    return state
+    return {**state, **initial_scalars(name)}
+
+
+def buffers_in(name: str, hp: dict, param: np.ndarray, views: dict) -> dict:
+    """Fresh buffers as ``new_buffers`` makes them, held in ``views`` (slot -> array like
+    ``param``, one per active slot): the views set to the initial values, and the scalar."""
+    fresh = new_buffers(name, hp, param)
+    for slot, view in views.items():
+        view[...] = fresh[slot]
+    return {**fresh, **views}
 
 
 def functional_call(fn, name: str, hp: dict, param, grad, buffers: dict, step: int) -> None:
