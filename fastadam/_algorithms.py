@@ -164,15 +164,16 @@ def momentum_cache(beta1: float, momentum_decay: float, step: int) -> float:
     return beta1 * (1.0 - 0.5 * (0.96 ** (step * momentum_decay)))
 
 
-def _mu_product(value: object) -> float:
-    """NAdam's running product of momentum coefficients: 1.0 before the first step, then in [0, 1).
+def check_mu_product(value: object, name: str = "mu_product") -> float:
+    """NAdam's running product of momentum coefficients: 1.0 before the first step, then in
+    [0, 1); ``name`` labels it in errors (a state entry, say).
 
     0 is valid: beta1 = 0 gives 0 at once, and beta1 < 0.5 underflows to 0 in time.
     """
-    x = check.real("mu_product", value)
+    x = check.real(name, value)
     if not 0.0 <= x <= 1.0:
         raise ValueError(
-            f"Invalid mu_product value: {value} (a product of momentum coefficients in [0, 1); "
+            f"Invalid {name} value: {value} (a product of momentum coefficients in [0, 1); "
             "1.0 before the first step)"
         )
     return x
@@ -206,7 +207,7 @@ def nadam(
     psi = check.in_range("momentum_decay", momentum_decay, "Invalid momentum_decay value: {}")
     decoupled = check.flag("decoupled_weight_decay", decoupled_weight_decay)
     maximize_ = check.flag("maximize", maximize)
-    product = _mu_product(mu_product)
+    product = check_mu_product(mu_product)
     # As torch.optim.NAdam, in double: the momentum cache mu_t and mu_{t+1}.
     mu = momentum_cache(b1, psi, t)
     mu_next = momentum_cache(b1, psi, t + 1)

@@ -247,7 +247,7 @@ def check_entry(
     for name in algorithm.scalars:
         if name not in entry:
             raise ValueError(f'state[{index}] is missing "{name}"')
-        check.real(f'state[{index}]["{name}"]', entry[name])
+    algorithm.stored_scalars(entry, f"state[{index}]")
     keys = sorted(expected)
     for key in keys:
         if key not in entry:

@@ -62,6 +62,9 @@ class Algorithm:
         step has run.
     scalars
         Scalar state entries (NAdam's ``mu_product``) and their first values.
+    scalar_checks
+        ``(value, label) -> float`` per scalar state entry: its check (a stored
+        value is checked before the step uses it, and when a state dict is loaded).
     initial
         ``(slot, group) -> value`` a state buffer starts as (None: zeros).
     formats
@@ -78,6 +81,7 @@ class Algorithm:
     active: Callable[[Group], tuple[bool, ...]] | None = None
     advance: Callable[[Group, int], dict[str, float]] | None = None
     scalars: Mapping[str, float] = field(default_factory=dict)
+    scalar_checks: Mapping[str, Callable[[object, str], float]] = field(default_factory=dict)
     initial: Callable[[str, Group], float] | None = None
     formats: bool = False
     counts_steps: bool = True
@@ -90,6 +94,15 @@ class Algorithm:
             scalars = {k: v * factors[k] for k, v in scalars.items()}
         self.coefficients(group, 1, True, scalars)
         self.used(group)
+
+    def stored_scalars(self, state: Mapping[str, Any], where: str) -> dict[str, float]:
+        """A param's scalar state, checked (``where`` names the state in errors)."""
+        return {
+            k: self.scalar_checks[k](state[k], f'{where}["{k}"]')
+            if k in self.scalar_checks
+            else float(state[k])
+            for k in self.scalars
+        }
 
     def used(self, group: Group) -> tuple[bool, ...]:
         """Which of ``slots`` the group's settings use."""
@@ -244,6 +257,7 @@ ALGORITHMS: dict[str, Algorithm] = {
             coefficients=_nadam,
             advance=_nadam_advance,
             scalars={"mu_product": 1.0},
+            scalar_checks={"mu_product": _algorithms.check_mu_product},
         ),
         Algorithm(
             name="RAdam",

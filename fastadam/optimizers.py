@@ -245,7 +245,7 @@ class Optimizer:
                         fresh = {k: self._new_entry(k, param, group) for k in missing}
                         state = queued.created[index] = {**state, **fresh}
                     step = state["step"] + 1
-                    scalars = {k: state[k] for k in algorithm.scalars}
+                    scalars = algorithm.stored_scalars(state, f"state[{index}]")
                     if algorithm.advance is not None:
                         factors = algorithm.advance(group, step)
                         scalars = {k: v * factors[k] for k, v in scalars.items()}
@@ -337,7 +337,7 @@ class Optimizer:
         self, index: int, entry: Mapping[str, Any], param: np.ndarray, group: ParamGroup
     ) -> dict[str, Any]:
         step, keys = _plan.check_entry(self.algorithm, index, entry, param, group)
-        scalars = {k: float(entry[k]) for k in self.algorithm.scalars}
+        scalars = self.algorithm.stored_scalars(entry, f"state[{index}]")
         buffers = {k: np.array(entry[k], order="C", copy=True) for k in keys}
         return {"step": step, **scalars, **buffers}
 

@@ -558,13 +558,14 @@ class Optimizer(torch.optim.Optimizer):
                         # As torch.optim.NAdam: mu_product *= mu_t in its tensor's dtype,
                         # and the step's coefficients from the product.
                         factors = self.algorithm.advance(hyper, step)
+                        where = f"the state of param {position} of group {number}"
                         for k in factors:
-                            if not isinstance(state[k], torch.Tensor):
+                            if not isinstance(state[k], torch.Tensor) or state[k].numel() != 1:
                                 raise TypeError(
-                                    f'state "{k}" of param {position} of group {number} must '
-                                    "be a tensor, as torch.optim keeps it, got "
-                                    f"{type(state[k]).__name__}"
+                                    f'{where}["{k}"] must be a 1-element tensor, as torch.optim '
+                                    f"keeps it, got {type(state[k]).__name__}"
                                 )
+                        self.algorithm.stored_scalars({k: state[k].item() for k in factors}, where)
                         product = {k: state[k] * f for k, f in factors.items()}
                         scaled.append((state, product))
                         scalars = {k: float(v) for k, v in product.items()}

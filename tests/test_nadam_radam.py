@@ -466,3 +466,45 @@ def test_thread_count_does_not_change_the_bits(name, dtype):
         assert other_param.tobytes() == param.tobytes()
         for slot in twin.active_slots(name, hp):
             assert other_state[slot].tobytes() == state[slot].tobytes(), slot
+
+
+# ------------------------------------------------------ NAdam's scalar state in the class
+
+
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [(1.5, ValueError), (-0.5, ValueError), (float("nan"), ValueError), ("x", TypeError)],
+)
+def test_class_checks_stored_mu_product(value: Any, error: type[Exception]) -> None:
+    """A stored mu_product out of [0, 1] (or not a number) raises naming the state entry,
+    at the step and at load, and changes nothing."""
+    param = np.linspace(-1, 1, 33)
+    opt = fastadam.NAdam([param])
+    opt.step([np.cos(param)])
+    saved = opt.state_dict()
+    before = param.copy(), {k: np.copy(v) for k, v in opt.state[0].items()}
+    opt.state[0]["mu_product"] = value
+    with pytest.raises(error, match=r'state\[0\]\["mu_product"\]'):
+        opt.step([np.cos(param)])
+    np.testing.assert_array_equal(param, before[0])
+    for key in ("exp_avg", "exp_avg_sq", "step"):
+        np.testing.assert_array_equal(opt.state[0][key], before[1][key])
+    saved["state"][0]["mu_product"] = value
+    fresh = fastadam.NAdam([param.copy()])
+    with pytest.raises(error, match=r'state\[0\]\["mu_product"\]'):
+        fresh.load_state_dict(saved)
+    assert fresh.state == {}
+
+
+def test_class_keeps_mu_product_in_double() -> None:
+    """A mu_product stored as a NumPy float32 comes back as a Python float (double) after a
+    step, equal to the float64 product of the twin's."""
+    param = np.linspace(-1, 1, 33)
+    opt = fastadam.NAdam([param])
+    opt.step([np.cos(param)])
+    opt.state[0]["mu_product"] = np.float32(0.5)
+    opt.step([np.cos(param)])
+    value = opt.state[0]["mu_product"]
+    assert type(value) is float
+    mu = 0.9 * (1.0 - 0.5 * 0.96 ** (2 * 4e-3))
+    assert value == 0.5 * mu
