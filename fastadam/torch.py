@@ -138,6 +138,26 @@ def _cast_as_torch(key: str, value: object, param: torch.Tensor) -> object:
     return value if value.dtype in kept else value.to(dtype=param.dtype)
 
 
+def _scalar_tensor(value: object) -> bool:
+    """Whether ``value`` is scalar state as torch.optim keeps it: a dense, floating,
+    1-element CPU tensor."""
+    return (
+        isinstance(value, torch.Tensor)
+        and value.device.type == "cpu"
+        and value.layout == torch.strided
+        and value.is_floating_point()
+        and value.numel() == 1
+    )
+
+
+def _describe(value: object) -> str:
+    if isinstance(value, torch.Tensor):
+        return (
+            f"a {value.layout} {value.dtype} tensor of shape {tuple(value.shape)} on {value.device}"
+        )
+    return type(value).__name__
+
+
 def _step_dtype() -> torch.dtype:
     """The dtype torch.optim keeps a step count in: float32, float64 under that default dtype."""
     return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
@@ -560,10 +580,10 @@ class Optimizer(torch.optim.Optimizer):
                         factors = self.algorithm.advance(hyper, step)
                         where = f"the state of param {position} of group {number}"
                         for k in factors:
-                            if not isinstance(state[k], torch.Tensor) or state[k].numel() != 1:
+                            if not _scalar_tensor(state[k]):
                                 raise TypeError(
-                                    f'{where}["{k}"] must be a 1-element tensor, as torch.optim '
-                                    f"keeps it, got {type(state[k]).__name__}"
+                                    f'{where}["{k}"] must be a 1-element floating CPU tensor, '
+                                    f"as torch.optim keeps it, got {_describe(state[k])}"
                                 )
                         self.algorithm.stored_scalars({k: state[k].item() for k in factors}, where)
                         product = {k: state[k] * f for k, f in factors.items()}

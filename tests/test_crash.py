@@ -41,6 +41,7 @@ import pytest
 
 import fastadam
 from fastadam import functional
+from fastadam._table import ALGORITHMS
 
 SHAPE = (8, 25)  # 2-D, so that Fortran order and transposes are layouts, not shapes
 BLOCK = 64  # 8-bit state: 200 elements in 4 blocks, the last one partial
@@ -59,6 +60,7 @@ GENERIC_KEYWORDS: dict[str, Any] = {
     "beta2": 0.999,
     "eps": 1e-8,
     "alpha": 0.99,
+    "mu_product": 0.5,
 }
 STATE_CODES = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
 
@@ -101,6 +103,8 @@ CLASS_SETTINGS: dict[str, tuple[str, dict[str, Any], str]] = {
     "Adagrad": ("Adagrad", {}, "float32"),
     "Adamax": ("Adamax", {}, "float32"),
     "Lion": ("Lion", {}, "float32"),
+    "NAdam": ("NAdam", {}, "float32"),
+    "RAdam": ("RAdam", {}, "float32"),
     "Adam(amsgrad)": ("Adam", {"amsgrad": True}, "float32"),
     "Adam(amsgrad, int8)": (
         "Adam",
@@ -118,6 +122,13 @@ ADAM_CLASSES = ("Adam", "AdamW", "Adam(*", "torch.Adam", "torch.AdamW", "torch.A
 # targets, values, reason), each an fnmatch pattern. Every other case must raise.
 VALID: list[tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], str]] = [
     (("*",), ("grad", "grads"), ("read-only",), "a grad is only read"),
+    (("NAdam",), ("mu_product",), ("NumPy float32", "zero"), "numbers in [0, 1]"),
+    (
+        ("torch.NAdam",),
+        ("mu_product",),
+        ("None", "float64", "bfloat16", "1-element"),
+        "None is made afresh (as torch.optim does); the others are floating scalars",
+    ),
     (CLASS_APIS, ("grad",), ("None",), "a None grad skips its param"),
     (("functional.adam(*",), ("grad",), ("bfloat16",), "Adam takes bfloat16 grads"),
     (("functional.adam(amsgrad)",), ("param",), ("bfloat16",), "Adam takes bfloat16 params"),
@@ -226,6 +237,47 @@ def numpy_odd_values(ref: np.ndarray) -> dict[str, Callable[[], object]]:
     if dtype in (np.float32, np.float64):
         values["byteswapped"] = lambda: _filled(shape, dtype.newbyteorder())
     return values
+
+
+# Scalar state (NAdam's mu_product): a number in the NumPy classes, a 1-element tensor
+# in fastadam.torch; its odd values are numbers out of range and things of other kinds.
+SCALAR_STATE = {name for record in ALGORITHMS.values() for name in record.scalars}
+
+
+def numpy_scalar_odd_values() -> dict[str, Callable[[], object]]:
+    return {
+        "None": lambda: None,
+        "str": lambda: "0.5",
+        "list": lambda: [0.5],
+        "bool": lambda: True,
+        "array": lambda: np.full(3, 0.5),
+        "0-d": lambda: np.array(0.5),
+        "nan": lambda: math.nan,
+        "inf": lambda: math.inf,
+        "above 1": lambda: 1.5,
+        "negative": lambda: -0.5,
+        "NumPy float32": lambda: np.float32(0.5),
+        "zero": lambda: 0,
+    }
+
+
+def torch_scalar_odd_values(torch: ModuleType) -> dict[str, Callable[[], object]]:
+    return {
+        "None": lambda: None,
+        "float": lambda: 0.5,
+        "str": lambda: "0.5",
+        "list": lambda: [0.5],
+        "ndarray": lambda: np.array(0.5),
+        "int32": lambda: torch.tensor(0, dtype=torch.int32),
+        "float64": lambda: torch.tensor(0.5, dtype=torch.float64),
+        "bfloat16": lambda: torch.tensor(0.5, dtype=torch.bfloat16),
+        "1-element": lambda: torch.full((1, 1), 0.5),
+        "3 elements": lambda: torch.full((3,), 0.5),
+        "nan": lambda: torch.tensor(math.nan),
+        "above 1": lambda: torch.tensor(1.5),
+        "meta": lambda: torch.empty((), device="meta"),
+        "sparse": lambda: torch.full((1,), 0.5).to_sparse(),
+    }
 
 
 def torch_odd_values(torch: ModuleType, ref: Any) -> dict[str, Callable[[], object]]:
@@ -397,7 +449,8 @@ def numpy_class_cases(setting: str) -> list[Case]:
     cases: list[Case] = [("", "baseline", prepare)]
     for key, ref in optimizer.state[0].items():
         if key != "step":  # a count, not a buffer: the kernels get it as a number
-            for value, make in numpy_odd_values(ref).items():
+            odd = numpy_scalar_odd_values() if key in SCALAR_STATE else numpy_odd_values(ref)
+            for value, make in odd.items():
                 cases.append((key, value, lambda k=key, m=make: prepare(k, m)))
     for target in ("grad", "grads"):  # as the grad of the only param, or as all grads
         for value, make in numpy_odd_values(grad).items():
@@ -456,7 +509,12 @@ def torch_class_cases(setting: str) -> list[Case]:
     cases: list[Case] = [("", "baseline", prepare)]
     for key, ref in optimizer.state[param].items():
         if key != "step":  # a count, not a buffer: the kernels get it as a number
-            for value, make in torch_odd_values(torch, ref).items():
+            odd = (
+                torch_scalar_odd_values(torch)
+                if key in SCALAR_STATE
+                else torch_odd_values(torch, ref)
+            )
+            for value, make in odd.items():
                 cases.append((key, value, lambda k=key, m=make: prepare(k, m)))
     for value, make in torch_odd_values(torch, param.grad).items():
         if _settable(torch, param, make()):  # the others torch refuses itself
