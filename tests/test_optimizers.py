@@ -70,6 +70,23 @@ TORCH_DEFAULTS = {
         "weight_decay": 0.0,
         "maximize": False,
     },
+    fastadam.NAdam: {
+        "lr": 2e-3,
+        "betas": (0.9, 0.999),
+        "eps": 1e-8,
+        "weight_decay": 0.0,
+        "momentum_decay": 4e-3,
+        "decoupled_weight_decay": False,
+        "maximize": False,
+    },
+    fastadam.RAdam: {
+        "lr": 1e-3,
+        "betas": (0.9, 0.999),
+        "eps": 1e-8,
+        "weight_decay": 0.0,
+        "decoupled_weight_decay": False,
+        "maximize": False,
+    },
     fastadam.Lion: {"lr": 1e-4, "betas": (0.9, 0.99), "weight_decay": 0.0, "maximize": False},
 }
 
@@ -81,6 +98,15 @@ TORCH_POSITIONAL = {
     fastadam.RMSprop: ["lr", "alpha", "eps", "weight_decay", "momentum", "centered"],
     fastadam.Adagrad: ["lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps"],
     fastadam.Adamax: ["lr", "betas", "eps", "weight_decay"],
+    fastadam.NAdam: [
+        "lr",
+        "betas",
+        "eps",
+        "weight_decay",
+        "momentum_decay",
+        "decoupled_weight_decay",
+    ],
+    fastadam.RAdam: ["lr", "betas", "eps", "weight_decay", "decoupled_weight_decay"],
     fastadam.Lion: ["lr", "betas", "weight_decay"],
 }
 
