@@ -14,6 +14,26 @@ from . import _validate as check
 Coefficients = tuple[float, ...]
 
 
+def _adam_hyperparameters(
+    step: object, lr: object, beta1: object, beta2: object, eps: object, weight_decay: object
+) -> tuple[int, float, float, float, float, float]:
+    """The checks Adam, NAdam and RAdam share, in torch.optim's order: (step, lr, beta1,
+    beta2, eps, weight_decay)."""
+    return (
+        check.step(step),
+        check.lr(lr),
+        check.beta(0, beta1, "beta1"),
+        check.beta(1, beta2, "beta2"),
+        check.eps(eps),
+        check.weight_decay(weight_decay),
+    )
+
+
+def _decay(lr: float, weight_decay: float, decoupled: bool) -> tuple[float, float]:
+    """(L2 coefficient, param scale): decoupled decay scales the param, L2 decay joins the grad."""
+    return (0.0, 1 - lr * weight_decay) if decoupled else (weight_decay, 1.0)
+
+
 def adam(
     *,
     step: object,
@@ -25,11 +45,7 @@ def adam(
     decoupled_weight_decay: object,
     maximize: object,
 ) -> Coefficients:
-    t = check.step(step)
-    lr_ = check.lr(lr)
-    b1, b2 = check.beta(0, beta1, "beta1"), check.beta(1, beta2, "beta2")
-    eps_ = check.eps(eps)
-    wd = check.weight_decay(weight_decay)
+    t, lr_, b1, b2, eps_, wd = _adam_hyperparameters(step, lr, beta1, beta2, eps, weight_decay)
     decoupled = check.flag("decoupled_weight_decay", decoupled_weight_decay)
     bias_correction1 = 1.0 - b1**t
     bias_correction2 = 1.0 - b2**t
@@ -39,8 +55,7 @@ def adam(
         eps_,
         lr_ / bias_correction1,
         math.sqrt(bias_correction2),
-        0.0 if decoupled else wd,
-        1.0 - lr_ * wd if decoupled else 1.0,
+        *_decay(lr_, wd, decoupled),
         float(check.flag("maximize", maximize)),
     )
 
@@ -153,11 +168,6 @@ def lion(
     )
 
 
-def _decay(lr: float, weight_decay: float, decoupled: bool) -> tuple[float, float]:
-    """(L2 coefficient, param scale): decoupled decay scales the param, L2 decay joins the grad."""
-    return (0.0, 1 - lr * weight_decay) if decoupled else (weight_decay, 1.0)
-
-
 def momentum_cache(beta1: float, momentum_decay: float, step: int) -> float:
     """NAdam's momentum coefficient mu_t = beta1 * (1 - 0.5 * 0.96^(t * momentum_decay)),
     in double, as torch.optim.NAdam computes it."""
@@ -199,11 +209,7 @@ def nadam(
     ``updated``, already times this step's mu (as a front end that keeps it in a
     tensor multiplies it first, as torch.optim.NAdam does); it is then returned as is.
     """
-    t = check.step(step)
-    lr_ = check.lr(lr)
-    b1, b2 = check.beta(0, beta1, "beta1"), check.beta(1, beta2, "beta2")
-    eps_ = check.eps(eps)
-    wd = check.weight_decay(weight_decay)
+    t, lr_, b1, b2, eps_, wd = _adam_hyperparameters(step, lr, beta1, beta2, eps, weight_decay)
     psi = check.in_range("momentum_decay", momentum_decay, "Invalid momentum_decay value: {}")
     decoupled = check.flag("decoupled_weight_decay", decoupled_weight_decay)
     maximize_ = check.flag("maximize", maximize)
@@ -238,11 +244,7 @@ def radam(
     decoupled_weight_decay: object,
     maximize: object,
 ) -> Coefficients:
-    t = check.step(step)
-    lr_ = check.lr(lr)
-    b1, b2 = check.beta(0, beta1, "beta1"), check.beta(1, beta2, "beta2")
-    eps_ = check.eps(eps)
-    wd = check.weight_decay(weight_decay)
+    t, lr_, b1, b2, eps_, wd = _adam_hyperparameters(step, lr, beta1, beta2, eps, weight_decay)
     decoupled = check.flag("decoupled_weight_decay", decoupled_weight_decay)
     maximize_ = check.flag("maximize", maximize)
     bias_correction1 = 1 - b1**t

@@ -88,12 +88,15 @@ class Algorithm:
 
     def check(self, group: Group) -> None:
         """Raise if the group's hyperparameters are invalid (torch.optim's messages)."""
-        scalars = dict(self.scalars)
-        if self.advance is not None:
-            factors = self.advance(group, 1)
-            scalars = {k: v * factors[k] for k, v in scalars.items()}
-        self.coefficients(group, 1, True, scalars)
+        self.coefficients(group, 1, True, self.advanced(group, 1, self.scalars))
         self.used(group)
+
+    def advanced(self, group: Group, step: int, scalars: Scalars) -> dict[str, float]:
+        """The scalar state as ``step`` leaves it: each entry times its factor (``advance``)."""
+        if self.advance is None:
+            return dict(scalars)
+        factors = self.advance(group, step)
+        return {k: v * factors[k] for k, v in scalars.items()}
 
     def stored_scalars(self, state: Mapping[str, Any], where: str) -> dict[str, float]:
         """A param's scalar state, checked (``where`` names the state in errors)."""

@@ -246,9 +246,8 @@ class Optimizer:
                         state = queued.created[index] = {**state, **fresh}
                     step = state["step"] + 1
                     scalars = algorithm.stored_scalars(state, f"state[{index}]")
-                    if algorithm.advance is not None:
-                        factors = algorithm.advance(group, step)
-                        scalars = {k: v * factors[k] for k, v in scalars.items()}
+                    if algorithm.scalars:
+                        scalars = algorithm.advanced(group, step, scalars)
                         queued.scaled.append((state, scalars))
                     key = (step, any(s in missing for s in slots), *scalars.values())
                     if key not in coef_ids:
