@@ -17,6 +17,8 @@ absmax of each state buffer and the param copy.
 
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from cpython.pycapsule cimport PyCapsule_GetPointer
+from cpython.ref cimport Py_INCREF
+from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t, uintptr_t
 from libc.string cimport memcpy
 
@@ -722,6 +724,21 @@ def run1(int algo, tuple names, tuple buffers, tuple coef, object spec=None, uin
         fa_run(<fa_algo>algo, &t, 1)
 
 
+cdef tuple _gather(object param, object grad, object entry, tuple slots):
+    """(param, grad, then the state buffers of the slots: None for a slot that is None)."""
+    cdef Py_ssize_t k, n = len(slots)
+    cdef tuple out = PyTuple_New(2 + n)
+    cdef object x
+    for k in range(2 + n):
+        if k < 2:
+            x = grad if k else param
+        else:
+            x = None if slots[k - 2] is None else entry[slots[k - 2]]
+        Py_INCREF(x)  # PyTuple_SET_ITEM takes the reference
+        PyTuple_SET_ITEM(out, k, x)
+    return out
+
+
 cdef class Batch:
     """The tensors of one optimizer step, checked as they are added.
 
@@ -808,6 +825,10 @@ cdef class Batch:
         """
         if coef_id >= self.ncoefs:
             raise ValueError(f"unknown coefficient set {coef_id}")
+        self._add(index, buffers, coef_id, spec, step, required)
+
+    cdef int _add(self, Py_ssize_t index, tuple buffers, size_t coef_id, object spec,
+                  uint64_t step, unsigned required) except -1:
         if self.ntensors == self.cap:
             self._grow()
         self.formats[self.ntensors].block = 0
@@ -817,6 +838,7 @@ cdef class Batch:
         self.ntensors += 1
         self.indices.append(index)
         self.keep.append(buffers)
+        return 0
 
     def add_group(self, Py_ssize_t first, list params, list grads, object state, tuple slots,
                   object coef_id_for, object spec=None, tuple absmax=None, object master=None,
@@ -867,9 +889,7 @@ cdef class Batch:
                     )
                 ):
                     param, copy = entry[master], param
-                buffers = (param, grad) + tuple(
-                    [None if slot is None else entry[slot] for slot in slots]
-                )
+                buffers = _gather(param, grad, entry, slots)
                 if compressed:
                     buffers += padding + tuple(
                         [None if key is None else entry.get(key) for key in absmax or ()]
@@ -883,7 +903,7 @@ cdef class Batch:
                 if step != last_step:
                     coef_id = coef_id_for(step)
                     last_step = step
-                self.add(first + j, buffers, coef_id, spec, step, required)
+                self._add(first + j, buffers, coef_id, spec, step, required)
                 queued.append(entry)
         except KeyError as missing:
             self._truncate(before, counted)

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import re
 
 import numpy as np
 import pytest
@@ -155,6 +156,15 @@ def test_cli_model_rows_and_small_calls(tmp_path, capsys, torch):
     goals = [g for g in report.goals if "fastadam.torch.AdamW float32 495,104" in g]
     assert len(goals) == 1
     assert "vs torch fused" in goals[0]
+    assert "(goal >= 1.4 x)" in goals[0]  # the tiny model's goal, not the vector rows' 1.05
+    numpy_class = next(r for r in rows if r.impl == "fastadam.AdamW")
+    [floor] = report.torch_floors
+    read = float(re.search(r" \+ 5 x 28 x ([0-9.]+) us", floor).group(1)) * 1e-6
+    bound = float(re.search(r"at most ([0-9.]+) x torch fused", floor).group(1))
+    expected = fused.seconds / (numpy_class.seconds + 5 * 28 * read)
+    assert bound == pytest.approx(expected, rel=0.01, abs=0.01)
+    assert 0 < bound < fused.seconds / numpy_class.seconds  # the reads only add time
+    assert floor in text
 
     labels = [
         "functional.adam, 1 x 1000",

@@ -683,6 +683,38 @@ def test_fits_the_optimizer_protocol(torch: ModuleType, ft: ModuleType) -> None:
         saved.backward()
 
 
+def test_step_wrapper_runs_hooks_and_profiler_records(torch: ModuleType, ft: ModuleType) -> None:
+    """The step skips torch's wrapper only while nothing would see it: hooks registered
+    for every optimizer run, and a running profiler records the step by torch's name."""
+    from torch.optim.optimizer import (
+        register_optimizer_step_post_hook,
+        register_optimizer_step_pre_hook,
+    )
+
+    p = random_params(torch, "float32")[0]
+    optimizer = ft.AdamW([p], lr=0.1)
+    calls: list[str] = []
+    handles = [
+        register_optimizer_step_pre_hook(lambda *_: calls.append("pre")),
+        register_optimizer_step_post_hook(lambda *_: calls.append("post")),
+    ]
+    try:
+        p.grad = torch.ones_like(p)
+        optimizer.step()
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert calls == ["pre", "post"]
+    before = p.detach().clone()
+    optimizer.step()  # nothing watches: the direct call, the same update
+    assert calls == ["pre", "post"]
+    assert not torch.equal(p.detach(), before)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
+        optimizer.step()
+    names = {event.name for event in profile.events()}
+    assert "Optimizer.step#AdamW.step" in names
+
+
 def test_never_caches_memory_across_steps(torch: ModuleType, ft: ModuleType) -> None:
     """param.data re-pointed between steps (as ZeroRedundancyOptimizer's bucket views
     do): the step updates the new memory, in step with torch.optim."""
