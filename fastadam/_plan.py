@@ -13,7 +13,8 @@ only dtypes, shapes and sizes, so fastadam.torch hands it stand-ins of tensors
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Mapping
+import operator
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -177,6 +178,92 @@ def layout(algorithm: Algorithm, group: Group, slots: tuple[str | None, ...]) ->
     if fmt.state_dtype == "int8":
         absmax = tuple(None if s is None else absmax_key(s) for s in slots)
     return fmt.spec(), absmax, MASTER if fmt.master_weights else None
+
+
+_IMMUTABLE = frozenset({bool, int, float, str, type(None)})
+
+
+def _immutable(value: object) -> bool:
+    """Whether a hyperparameter cannot change in place: a number, string, None or tuple
+    of them (not a list, array or tensor)."""
+    kind = type(value)
+    return kind in _IMMUTABLE or (kind is tuple and all(type(v) in _IMMUTABLE for v in value))
+
+
+GroupPlan = tuple[Group, tuple[str | None, ...], Layout]
+
+
+class Plans:
+    """The plan of each param group: the group as the algorithm table reads it
+    (``read``: fastadam.torch turns tensor hyperparameters into numbers), the state
+    slots its settings use and its layout (slot_names, layout).
+
+    A plan is kept between steps while its group holds the same keys and the same
+    value objects, each immutable (numbers, strings, tuples of them), so that nothing
+    it depends on can have changed; a group holding a list, array or tensor is planned
+    afresh at every step. Only the plan is kept: the hyperparameters are read, and
+    checked, at every step, and so is every buffer.
+    """
+
+    def __init__(
+        self, algorithm: Algorithm, read: Callable[[Group], Group] = lambda group: group
+    ) -> None:
+        self.algorithm = algorithm
+        self.read = read
+        self._kept: dict[int, tuple[tuple[str, ...], tuple[object, ...], GroupPlan]] = {}
+
+    def of(self, group: Group) -> GroupPlan:
+        keys, values = tuple(group), tuple(group.values())
+        kept = self._kept.get(id(group))
+        if kept is not None and kept[0] == keys and all(map(operator.is_, kept[1], values)):
+            return kept[2]
+        hyper = self.read(group)
+        slots = slot_names(self.algorithm, hyper)
+        plan = hyper, slots, layout(self.algorithm, hyper, slots)
+        if hyper is group and all(_immutable(v) for k, v in group.items() if k != "params"):
+            if len(self._kept) > 64:  # groups come and go: keep the latest only
+                self._kept.clear()
+            self._kept[id(group)] = (keys, values, plan)
+        return plan
+
+
+def queue(
+    batch: _ext.Batch,
+    plans: Plans,
+    groups: Sequence[Group],
+    state: Mapping[Any, Any],
+    grads: list[Any] | None = None,
+) -> list[dict[str, Any]]:
+    """Queue in ``batch`` every param of the groups that has a grad, with its state:
+    the step of the NumPy classes and of fastadam.torch, where every param with a grad
+    has its state (else StateMissing, and the front end makes it).
+
+    ``grads`` align with the params in group order, and ``state`` is keyed by param
+    number; with ``grads`` None (fastadam.torch) each param's ``.grad`` is read and
+    ``state`` is keyed by param, whose step counts the batch adds 1 to when it runs.
+    Returns the state dicts queued.
+    """
+    algorithm = plans.algorithm
+    if algorithm.scalars:  # per-param coefficients: the front end's general step
+        raise _ext.StateMissing()
+    queued: list[dict[str, Any]] = []
+    first = 0
+    for group in groups:
+        hyper, slots, layout_ = plans.of(group)
+        coef_ids: dict[int, int] = {}
+
+        def coef_id(step: int, hyper: Group = hyper, ids: dict[int, int] = coef_ids) -> int:
+            if step not in ids:
+                coef = algorithm.coefficients(hyper, step, False, algorithm.scalars)
+                ids[step] = batch.add_coef(coef)
+            return ids[step]
+
+        params = group["params"]
+        mine = None if grads is None else grads[first : first + len(params)]
+        counts = grads is not None or algorithm.counts_steps
+        queued += batch.add_group(first, params, mine, state, slots, coef_id, *layout_, counts)
+        first += len(params)
+    return queued
 
 
 def wanted(

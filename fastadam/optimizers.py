@@ -196,29 +196,11 @@ class Optimizer:
 
     def _queue(self, grads: list[np.ndarray | None]) -> Queued:
         """The fast path, when every param with a grad has its state: C walks the groups."""
-        algorithm = self.algorithm
-        if algorithm.scalars:  # per-param coefficients: the general path
-            raise _ext.StateMissing()
-        batch = _ext.Batch(algorithm.kernel, _plan.batch_labels(algorithm))
-        stepped: list[dict[str, Any]] = []
-        first = 0
-        for group in self.param_groups:
-            params = group["params"]
-            coef_ids: dict[int, int] = {}
-
-            def coef_id(step: int, group: ParamGroup = group, ids: dict = coef_ids) -> int:
-                if step not in ids:
-                    coef = algorithm.coefficients(group, step, False, algorithm.scalars)
-                    ids[step] = batch.add_coef(coef)
-                return ids[step]
-
-            group_grads = grads[first : first + len(params)]
-            slots = _plan.slot_names(algorithm, group)
-            layout = _plan.layout(algorithm, group, slots)
-            stepped += batch.add_group(
-                first, params, group_grads, self.state, slots, coef_id, *layout
-            )
-            first += len(params)
+        plans = self.__dict__.get("_plans")
+        if plans is None:
+            plans = self.__dict__["_plans"] = _plan.Plans(self.algorithm)
+        batch = _ext.Batch(self.algorithm.kernel, _plan.batch_labels(self.algorithm))
+        stepped = _plan.queue(batch, plans, self.param_groups, self.state, grads)
         return Queued(batch, stepped, {}, [])
 
     def _queue_creating(self, grads: list[np.ndarray | None]) -> Queued:

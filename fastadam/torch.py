@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import operator
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar
@@ -500,36 +499,12 @@ class Optimizer(torch.optim.Optimizer):
         case): the boundary reads each tensor through its data pointer, with the checks it
         gives NumPy arrays. False, with nothing changed, where anything is missing or
         rejected: then _fused_step makes the missing state, or says what is wrong."""
-        algorithm = self.algorithm
-        if algorithm.scalars:  # per-param coefficients: the general step
-            return False
-        batch = _ext.Batch(algorithm.kernel, self._labels_of_batch(), tensors=True)
-        first = 0
+        plans = self.__dict__.get("_plans")
+        if plans is None:
+            plans = self.__dict__["_plans"] = _plan.Plans(self.algorithm, self._hyperparameters)
+        batch = _ext.Batch(self.algorithm.kernel, _plan.batch_labels(self.algorithm), tensors=True)
         try:
-            for group in self.param_groups:
-                hyper, slots, layout = self._group_plan(group)
-                coef_ids: dict[int, int] = {}
-
-                def coef_id(
-                    step: int, hyper: Mapping[str, Any] = hyper, ids: dict = coef_ids
-                ) -> int:
-                    if step not in ids:
-                        coef = algorithm.coefficients(hyper, step, False, algorithm.scalars)
-                        ids[step] = batch.add_coef(coef)
-                    return ids[step]
-
-                params = group["params"]
-                batch.add_group(
-                    first,
-                    params,
-                    None,
-                    self.state,
-                    slots,
-                    coef_id,
-                    *layout,
-                    self.algorithm.counts_steps,
-                )
-                first += len(params)
+            _plan.queue(batch, plans, self.param_groups, self.state)
             batch.run()
         except (LookupError, TypeError, ValueError, RuntimeError, AttributeError):
             return False
@@ -538,37 +513,10 @@ class Optimizer(torch.optim.Optimizer):
             torch.autograd.graph.increment_version(written)
         return True
 
-    def _group_plan(
-        self, group: Mapping[str, Any]
-    ) -> tuple[Mapping[str, Any], tuple[str | None, ...], _plan.Layout]:
-        """The group as the table reads it, the state slots its settings use and its
-        layout. Kept between steps while the group holds the same keys and the same
-        value objects, none of them a tensor (a tensor lr may change in place); the
-        hyperparameters themselves are read afresh at every step."""
-        keys, values = tuple(group), tuple(group.values())
-        plans = self.__dict__.setdefault("_plans", {})
-        cached = plans.get(id(group))
-        if (
-            cached is not None
-            and cached[0] == keys
-            and len(cached[1]) == len(values)
-            and all(map(operator.is_, cached[1], values))
-        ):
-            return group, *cached[2]
-        hyper = self._hyperparameters(group)
-        slots = _plan.slot_names(self.algorithm, hyper)
-        plan = slots, _plan.layout(self.algorithm, hyper, slots)
-        if hyper is group:
-            plans[id(group)] = (keys, values, plan)
-        return hyper, *plan
-
-    def _labels_of_batch(self) -> tuple[str, ...]:
-        return _plan.batch_labels(self.algorithm)
-
     def _fused_step(self) -> None:
         """The general step: makes the state a param lacks (kept only if the step
         succeeds), unwraps DTensor shards, and names the tensor at fault on any error."""
-        batch = _ext.Batch(self.algorithm.kernel, self._labels_of_batch(), tensors=True)
+        batch = _ext.Batch(self.algorithm.kernel, _plan.batch_labels(self.algorithm), tensors=True)
         created: list[tuple[torch.Tensor, dict[str, Any]]] = []
         steps: list[torch.Tensor] = []
         scaled: list[tuple[dict[str, Any], dict[str, torch.Tensor]]] = []

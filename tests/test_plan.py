@@ -1,0 +1,76 @@
+"""The step planner's plans (fastadam._plan.Plans): kept between steps only while
+nothing they depend on can have changed, and never at the price of a stale layout."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import fastadam
+from fastadam import _plan
+from fastadam._table import ALGORITHMS
+
+
+def test_a_plan_is_kept_while_the_group_is_unchanged() -> None:
+    plans = _plan.Plans(ALGORITHMS["Adam"])
+    group = {"params": [], **ALGORITHMS["Adam"].defaults}
+    first = plans.of(group)
+    assert plans.of(group) is first
+    assert first[1] == ("exp_avg", "exp_avg_sq", None)
+    group["amsgrad"] = True  # a new value object: planned afresh
+    assert plans.of(group)[1] == ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+    group["extra"] = 1.0  # a new key
+    assert plans.of(group) is not first
+
+
+def test_a_value_that_can_change_in_place_is_read_at_every_step() -> None:
+    """SGD's momentum as a 0-d array (read as a number, as fastadam.torch reads a
+    tensor), changed in place between steps: the momentum buffer joins the plan."""
+    momentum = np.array(0.0)
+    plans = _plan.Plans(
+        ALGORITHMS["SGD"], lambda group: {**group, "momentum": float(group["momentum"])}
+    )
+    group = {"params": [], **ALGORITHMS["SGD"].defaults, "lr": 0.1, "momentum": momentum}
+    assert plans.of(group)[1] == (None,)
+    momentum[...] = 0.9
+    assert plans.of(group)[1] == ("momentum_buffer",)
+
+
+def test_a_switch_changed_between_steps_changes_the_step() -> None:
+    """amsgrad switched on after a step: the next step makes max_exp_avg_sq and uses it,
+    as a fresh optimizer with amsgrad would from that point."""
+    p = np.ones(4)
+    optimizer = fastadam.Adam([p], lr=0.1)
+    optimizer.step([np.ones(4)])
+    optimizer.param_groups[0]["amsgrad"] = True
+    optimizer.step([np.full(4, 2.0)])
+    np.testing.assert_array_equal(
+        optimizer.state[0]["max_exp_avg_sq"], optimizer.state[0]["exp_avg_sq"]
+    )
+
+
+def test_lists_and_tuples_of_numbers() -> None:
+    """betas as a list is planned afresh at every step (it can change in place); as a
+    tuple of numbers it is kept."""
+    plans = _plan.Plans(ALGORITHMS["Adam"])
+    listed = {"params": [], **ALGORITHMS["Adam"].defaults, "betas": [0.9, 0.999]}
+    assert plans.of(listed) is not plans.of(listed)
+    kept = {"params": [], **ALGORITHMS["Adam"].defaults}
+    assert plans.of(kept) is plans.of(kept)
+
+
+def test_the_reader_sees_each_unkept_group() -> None:
+    """fastadam.torch's reader turns tensor hyperparameters into numbers: a group it
+    changes is never kept."""
+    seen: list[object] = []
+
+    def read(group: dict) -> dict:
+        seen.append(group)
+        return {**group, "lr": float(group["lr"])}
+
+    plans = _plan.Plans(ALGORITHMS["Adam"], read)
+    group = {"params": [], **ALGORITHMS["Adam"].defaults, "lr": np.array(0.1)}
+    hyper = plans.of(group)[0]
+    plans.of(group)
+    assert len(seen) == 2
+    assert hyper["lr"] == pytest.approx(0.1)
