@@ -13,12 +13,13 @@ import importlib.util
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from . import _formats, functional
 
-Step = Callable[[], None]
+Step = Callable[[], object]
 
 LR, BETA1, BETA2, EPS = 1e-3, 0.9, 0.999, 1e-8
 BLOCK = 256
@@ -68,7 +69,7 @@ def traffic(param: str, grad: str, state: str, block: int = BLOCK) -> tuple[floa
 def make_step(n: int, param: str, grad: str, state: str, seed: int = 0) -> Step:
     """One Adam step per call over n elements stored as given, on buffers of its own."""
     rng = np.random.default_rng(seed)
-    bufs = {
+    bufs: dict[str, Any] = {
         "param": rng.standard_normal(n).astype(np.float32 if param == "master" else DTYPE[param]),
         "grad": (rng.standard_normal(n) * 1e-2).astype(DTYPE[grad]),
         "exp_avg": np.zeros(n, DTYPE[state]),

@@ -4,6 +4,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
+from typing_extensions import Self, disjoint_base
+
+from ._formats import Spec as _Spec  # (stochastic or None: default, block_size, seed)
 
 ADAM: int
 SGD: int
@@ -18,8 +21,6 @@ MAX_BUFS: int
 MAX_STATE: int
 MAX_COEF: int
 ALL_BUFS: int
-
-Spec = tuple[bool | None, int, int]  # (stochastic or None: default, block_size, seed)
 
 def set_code_map(
     number: int,
@@ -46,23 +47,24 @@ def run1(
     names: tuple[str, ...],
     buffers: tuple[np.ndarray | None, ...],
     coef: tuple[float, ...],
-    spec: Spec | None = None,
+    spec: _Spec | None = None,
     step: int = 0,
 ) -> None: ...
 
 class StateMissing(LookupError): ...
 
+@disjoint_base
 class Batch:
-    def __init__(
-        self, algo: int, names: tuple[str, ...], tensors: bool = False, params_only: bool = False
-    ) -> None: ...
+    def __new__(
+        cls, algo: int, names: tuple[str, ...], tensors: bool = False, params_only: bool = False
+    ) -> Self: ...
     def add_coef(self, coef: tuple[float, ...]) -> int: ...
     def add(
         self,
         index: int,
         buffers: tuple[Any, ...],
         coef_id: int,
-        spec: Spec | None = None,
+        spec: _Spec | None = None,
         step: int = 0,
         required: int = 0,
     ) -> None: ...
@@ -76,7 +78,7 @@ class Batch:
         state: Mapping[Any, dict[str, Any]],
         slots: tuple[str | None, ...],
         coef_id_for: Callable[[int], int],
-        spec: Spec | None = None,
+        spec: _Spec | None = None,
         absmax: tuple[str | None, ...] | None = None,
         master: str | None = None,
         counts: bool = True,

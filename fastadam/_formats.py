@@ -141,14 +141,14 @@ def state_dtype(value: object) -> str | None:
     """None (state in the param's precision) or one of STATE_DTYPES."""
     if value is not None and value not in STATE_DTYPES:
         raise ValueError(f"Invalid state_dtype: {value!r} (expected None or one of {STATE_DTYPES})")
-    return value  # type: ignore[return-value]
+    return value
 
 
 def rounding(value: object) -> str | None:
     """None (the format's default) or one of ROUNDINGS."""
     if value is not None and value not in ROUNDINGS:
         raise ValueError(f"Invalid rounding: {value!r} (expected None or one of {ROUNDINGS})")
-    return value  # type: ignore[return-value]
+    return value
 
 
 def _integer(name: str, value: object) -> int:

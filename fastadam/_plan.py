@@ -24,7 +24,7 @@ from . import _validate as check
 from ._table import Algorithm
 
 Group = Mapping[str, Any]
-Layout = tuple[tuple[bool, int, int] | None, tuple[str | None, ...] | None, str | None]
+Layout = tuple[_formats.Spec | None, tuple[str | None, ...] | None, str | None]
 
 # The format options of a class with compressed formats, per param group.
 FORMAT_DEFAULTS: dict[str, Any] = {

@@ -69,10 +69,10 @@ def beta(index: int, value: object, name: str = "") -> float:
 
 def betas(value: object) -> tuple[float, float]:
     """A pair (beta1, beta2), each in [0, 1)."""
-    is_sequence = type(value) is tuple or (
-        isinstance(value, Sequence) and not isinstance(value, (str, bytes))
-    )
-    if not is_sequence or len(value) != 2:
+    if (
+        type(value) is not tuple
+        and (not isinstance(value, Sequence) or isinstance(value, (str, bytes)))
+    ) or len(value) != 2:
         raise TypeError(f"betas must be a pair (beta1, beta2), got {value!r}")
     return beta(0, value[0]), beta(1, value[1])
 

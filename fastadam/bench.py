@@ -26,13 +26,14 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 
 from . import _bench_compressed, _config, _ext, functional
 from .optimizers import Adam, AdamW
 
-Step = Callable[[], None]
+Step = Callable[[], object]
 
 LR, BETA1, BETA2, EPS = 1e-3, 0.9, 0.999, 1e-8
 WEIGHT_DECAY = 1e-2  # AdamW's default, in torch.optim and fastadam alike
@@ -81,8 +82,8 @@ def make_tensors(shapes: Sequence[tuple[int, ...]], dtype: type, seed: int = 0) 
     rng = np.random.default_rng(seed)
     out = []
     for shape in shapes:
-        p = rng.standard_normal(shape).astype(dtype)
-        g = (rng.standard_normal(shape) * 1e-2).astype(dtype)
+        p: np.ndarray = rng.standard_normal(shape).astype(dtype)
+        g: np.ndarray = (rng.standard_normal(shape) * 1e-2).astype(dtype)
         out.append((p, g, np.zeros_like(p), np.zeros_like(p)))
     return out
 
@@ -128,7 +129,7 @@ def make_fastadam(tensors: Tensors) -> Step:
     return run
 
 
-def _class_maker(optimizer: type[Adam], **options: float) -> Maker:
+def _class_maker(optimizer: type[Adam], **options: Any) -> Maker:
     """A maker stepping fastadam's NumPy class ``optimizer`` over the tensors and their state."""
 
     def make(tensors: Tensors) -> Step:

@@ -250,7 +250,7 @@ def _array_dtype(name: str) -> np.dtype:
 
 def _raw_bytes(array: np.ndarray) -> memoryview:
     """The bytes of a C-contiguous array, without a copy."""
-    return memoryview(np.ascontiguousarray(array).reshape(-1).view(np.uint8))
+    return np.ascontiguousarray(array).reshape(-1).view(np.uint8).data
 
 
 def _fsync_directory(directory: str) -> None:

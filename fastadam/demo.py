@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -36,6 +36,7 @@ from .surfaces import SURFACES, Surface
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
     from PIL import Image
@@ -324,7 +325,7 @@ def _draw_surface(ax: Axes, surface: Surface) -> None:
 
 def _mark_points(ax: Axes, surface: Surface) -> None:
     """The start, the minima (global ones gold) and the saddle points, each kind labelled once."""
-    marks = {"markeredgecolor": "black", "linestyle": "none", "zorder": 5}
+    marks: dict[str, Any] = {"markeredgecolor": "black", "linestyle": "none", "zorder": 5}
     ax.plot(*surface.start, "o", color="white", markersize=10, label="start", **marks)
     labelled = set()
     for point in surface.minima:
@@ -370,7 +371,7 @@ def _draw_race(
     drawn = []
     for name, t in trajectories.items():
         c = OPTIMIZERS[name]
-        style = {"color": c.color, "linestyle": c.linestyle}
+        style: dict[str, Any] = {"color": c.color, "linestyle": c.linestyle}
         (path,) = surface_ax.plot(
             t.points[:, 0], t.points[:, 1], linewidth=2, label=f"{c.label} (lr {t.lr:g})",
             zorder=3, **style,
@@ -482,7 +483,7 @@ def animate_race(
 def _snapshot(figure: Figure) -> Image.Image:
     from PIL import Image
 
-    canvas = figure.canvas
+    canvas = cast("FigureCanvasAgg", figure.canvas)
     canvas.draw()
     return Image.fromarray(np.asarray(canvas.buffer_rgba())).convert("RGB")
 

@@ -73,7 +73,7 @@ class Optimizer:
                 "params must be a sequence of arrays or of param-group dicts, got one array; "
                 "wrap it in a list"
             )
-        groups = list(params)
+        groups: list[Any] = list(params)
         if not groups:
             raise ValueError("optimizer got an empty parameter list")
         if not isinstance(groups[0], Mapping):
@@ -311,7 +311,7 @@ class Optimizer:
             param, group = owner[index]
             if not isinstance(entry, Mapping):
                 raise TypeError(f"state[{index}] must be a dict, got {type(entry).__name__}")
-            state[int(index)] = self._load_entry(index, entry, param, group)
+            state[int(index)] = self._load_entry(int(index), entry, param, group)
         return state
 
     def _load_entry(

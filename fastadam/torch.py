@@ -108,7 +108,7 @@ def _buffers(state: Mapping[str, Any]) -> dict[str, torch.Tensor]:
     return {k: v for k, v in state.items() if k != "step" and isinstance(v, torch.Tensor)}
 
 
-def _described(key: str, value: object) -> object:
+def _described(key: str, value: object) -> Any:
     """A saved state entry as the planner's checks read it: a tensor as an array of its
     dtype and shape that takes no memory, a 0-d step count as an int if it is whole."""
     if not isinstance(value, torch.Tensor):
@@ -181,7 +181,7 @@ def _plain(name: str, value: object) -> object:
     return value
 
 
-def _dtensor_class() -> type | None:
+def _dtensor_class() -> type[Any] | None:
     """The ``DTensor`` class if torch.distributed.tensor is loaded, else None: without
     that module no DTensor can exist, so it is never imported here (and builds of
     torch without distributed support need nothing)."""
@@ -192,12 +192,12 @@ def _dtensor_class() -> type | None:
     return None
 
 
-def _local(tensor: Any, dtensor: type | None) -> Any:
+def _local(tensor: Any, dtensor: type[Any] | None) -> Any:
     """A DTensor's local shard (a view of its memory); any other value as it is."""
     return tensor.to_local() if dtensor is not None and isinstance(tensor, dtensor) else tensor
 
 
-def _unwrapped(tensor: Any, dtensor: type | None) -> Any:
+def _unwrapped(tensor: Any, dtensor: type[Any] | None) -> Any:
     """A tensor as the boundary reads it: a DTensor's local shard, another subclass's
     plain tensor of the same memory; any other value as it is (the boundary rejects it)."""
     tensor = _local(tensor, dtensor)
@@ -207,7 +207,7 @@ def _unwrapped(tensor: Any, dtensor: type | None) -> Any:
 
 
 def _sharding_problem(
-    tensor: torch.Tensor, label: str, param: torch.Tensor, dtensor: type | None
+    tensor: torch.Tensor, label: str, param: torch.Tensor, dtensor: type[Any] | None
 ) -> Exception | None:
     """Why the local shards of ``tensor`` and of its ``param`` do not line up, element
     for element (None if they do, or if neither is a DTensor)."""
@@ -238,10 +238,10 @@ def _sharding_problem(
 
 
 def _problem(
-    tensor: object,
+    tensor: Any,
     label: str,
     param: torch.Tensor | None,
-    dtensor: type | None = None,
+    dtensor: type[Any] | None = None,
     dtypes: tuple[torch.dtype, ...] = _DTYPES,
 ) -> Exception | None:
     """Why fastadam cannot update ``tensor`` in place (None if it can); ``param`` is the
@@ -528,7 +528,7 @@ class Optimizer(torch.optim.Optimizer):
             slots = _plan.slot_names(self.algorithm, hyper)
             spec, absmax, master = _plan.layout(self.algorithm, hyper, slots)
             required = _ext.active_mask(slots)
-            coef_ids: dict[tuple[int, bool], int] = {}
+            coef_ids: dict[tuple[Any, ...], int] = {}
             wanted: dict[tuple, dict[str, tuple[np.dtype, tuple]]] = {}
             for position, param in enumerate(group["params"]):
                 index += 1
@@ -569,7 +569,11 @@ class Optimizer(torch.optim.Optimizer):
                         product = {k: state[k] * f for k, f in factors.items()}
                         scaled.append((state, product))
                         scalars = {k: float(v) for k, v in product.items()}
-                    key = (step, any(s in missing for s in slots), *scalars.values())
+                    key: tuple[Any, ...] = (
+                        step,
+                        any(s in missing for s in slots),
+                        *scalars.values(),
+                    )
                     coef_id = coef_ids.get(key)
                     if coef_id is None:
                         coef = self.algorithm.coefficients(hyper, step, key[1], scalars)
@@ -622,7 +626,7 @@ class Optimizer(torch.optim.Optimizer):
         param: torch.Tensor,
         state: dict[str, Any],
         hyper: Mapping[str, Any],
-        shard: type | None,
+        shard: type[Any] | None,
         cache: dict[tuple, dict[str, tuple[np.dtype, tuple]]],
     ) -> tuple[torch.Tensor, dict[str, Any], dict[str, Any], list[str]]:
         """The param and the state buffers its step uses, as the plain tensors the
@@ -704,7 +708,7 @@ class Optimizer(torch.optim.Optimizer):
         position: int,
         tensors: tuple[Any, ...],
         slots: tuple[str | None, ...],
-        dtensor: type | None = None,
+        dtensor: type[Any] | None = None,
     ) -> Exception | None:
         """The first tensor of a param's step that fastadam cannot update, as an error naming it."""
         param = tensors[0]
