@@ -186,8 +186,9 @@ _IMMUTABLE = frozenset({bool, int, float, str, type(None)})
 def _immutable(value: object) -> bool:
     """Whether a hyperparameter cannot change in place: a number, string, None or tuple
     of them (not a list, array or tensor)."""
-    kind = type(value)
-    return kind in _IMMUTABLE or (kind is tuple and all(type(v) in _IMMUTABLE for v in value))
+    if type(value) is tuple:
+        return all(type(v) in _IMMUTABLE for v in value)
+    return type(value) in _IMMUTABLE
 
 
 GroupPlan = tuple[Group, tuple[str | None, ...], Layout]
