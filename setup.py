@@ -1,13 +1,15 @@
 """Build the fastadam extension: C kernels (src_c/) behind a Cython boundary.
 
 Environment switches (all optional):
-  FASTADAM_NATIVE=1      tune for this machine (-march=native); off by default so
-                         a wheel runs on any x86-64 (the kernels pick AVX-512 /
-                         AVX2 / baseline at run time anyway)
+  FASTADAM_NATIVE=1      tune for this machine (-march=native, one level: no run-time
+                         dispatch); off by default so a wheel runs on any CPU of its
+                         architecture (the kernels pick AVX-512 / AVX2 / baseline, or
+                         SVE / NEON, at run time anyway)
   FASTADAM_NO_OPENMP=1   build without OpenMP (fastadam then runs one thread)
   FASTADAM_SANITIZE=1    build with -fsanitize=address,undefined for testing
 """
 
+import glob
 import hashlib
 import os
 import platform
@@ -21,7 +23,9 @@ from Cython.Build import cythonize
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-KERNEL_SOURCES = ["src_c/kernels.c", "src_c/run.c"]
+# Every level of the kernels (kernels*.c: src_c/compat.h says which this build has),
+# the dispatch between them and the threads.
+KERNEL_SOURCES = sorted(glob.glob("src_c/*.c"))
 
 # Value-safe flags only: -fno-math-errno lets sqrt vectorise, -fno-trapping-math
 # lets selects vectorise, and -ffp-contract=off keeps vector body and scalar
@@ -65,7 +69,7 @@ if platform.machine().lower() in ("x86_64", "amd64") and _compiler_accepts(
     kernel_args += GATHERS
 link_args: list[str] = []
 if _flag("FASTADAM_NATIVE"):
-    kernel_args.append("-march=native")
+    kernel_args += ["-march=native", "-DFA_NO_DISPATCH"]
 if not _flag("FASTADAM_NO_OPENMP") and _compiler_accepts(["-fopenmp"]):
     kernel_args.append("-fopenmp")
     link_args.append("-fopenmp")
