@@ -113,7 +113,7 @@ FA_ALWAYS_INLINE void FA_FN(update_run)(const FA_COEF *c, size_t from, size_t to
 #define FA_PREFETCH_LINES(b, i, size)                                                          \
     do {                                                                                       \
         for (size_t line = 0; line < FA_PREFETCH_STRIDE * (size); line += 64)                  \
-            __builtin_prefetch((const char *)(b) + (i) * (size) + line);                       \
+            FA_PREFETCH_AT((const char *)(b) + (i) * (size) + line);                          \
     } while (0)
 
 /* The same for a float32 or bfloat16 buffer, by its storage (as FA_LOAD). */
@@ -214,7 +214,7 @@ FA_ALWAYS_INLINE void FA_FN(store)(const fa_tensor *t, int j, size_t at, size_t 
 {
     const fa_format *f = t->format;
     const fa_qmap *q = f->qmap[!(FA_SIGNED >> j & 1)];
-    const unsigned shift = (unsigned)__builtin_ctzll(f->block);
+    const unsigned shift = FA_CTZ(f->block);
     float scale[FA_MAX_BLOCK];
 
     for (size_t b = 0; b << shift < len; b++) {
@@ -264,7 +264,7 @@ FA_ALWAYS_INLINE void FA_FN(compressed)(const fa_tensor *t, const FA_COEF *coef,
             const size_t itemsize = S == FA_STORE_BF16 ? 2 : 4;
             s[j] = t->buf[2 + j] == NULL ? NULL : (char *)t->buf[2 + j] + at * itemsize;
             if (S == FA_STORE_Q8 && (on >> j & 1)) {
-                const unsigned shift = (unsigned)__builtin_ctzll(f->block);
+                const unsigned shift = FA_CTZ(f->block);
                 FA_FN(dequantise)(f->qmap[!(FA_SIGNED >> j & 1)], len, shift,
                                   (const uint8_t *)t->buf[2 + j] + at, t->absmax[j] + (at >> shift),
                                   deq[j]);

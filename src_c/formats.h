@@ -1,7 +1,7 @@
 /*
  * Conversions between float and the compressed formats, element by element,
  * written with integer operations on the bits so that every instruction set
- * computes the same bits. Included by the kernel files, which define FA_INLINE.
+ * computes the same bits. Included by level_impl.h and dispatch.c, which define FA_INLINE.
  */
 #ifndef FASTADAM_FORMATS_H
 #define FASTADAM_FORMATS_H

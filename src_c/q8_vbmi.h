@@ -3,8 +3,8 @@
  * at a time: fa_q8_code and the dequantisation of formats.h without gathers.
  * A 256-entry table of 32-bit entries is held as 4 byte planes (fa_qmap); one
  * plane is looked up with two vpermi2b over its 128-byte halves and a blend on
- * bit 7 of the index. Included by kernels.c on x86-64 only; the kernels call
- * these functions when the CPU has VBMI (fa_byte_tables) and compute any
+ * bit 7 of the index. Included by the AVX-512 level (kernels_avx512.c) only; its kernels call
+ * these functions when the CPU has VBMI (fa_byte_tables_enabled) and compute any
  * remainder of fewer than 64 elements with formats.h.
  *
  * Element order: the byte planes come back as 64 bytes per table; unpacking 4
@@ -15,7 +15,7 @@
  */
 #include <immintrin.h>
 
-#define FA_VBMI static inline __attribute__((target("avx512f,avx512bw,avx512dq,avx512vbmi")))
+#define FA_VBMI static inline FA_TARGET("avx512f,avx512bw,avx512dq,avx512vbmi")
 
 /* The byte permutation between natural and lane order (its own inverse). */
 FA_VBMI __m512i fa_lane_order(void)

@@ -155,7 +155,8 @@ static void update_slice(const fa_tensor *t, size_t begin, size_t n, void *ctx)
 
 void fa_run(fa_algo algo, const fa_tensor *tensors, size_t ntensors)
 {
-    struct update ctx = {fa_kernels[algo], fa_compressed_kernels[algo]};
+    const fa_level *level = fa_active_level;
+    struct update ctx = {level->kernels[algo], level->compressed[algo]};
 
     parallel_for(update_slice, &ctx, tensors, ntensors);
 }
@@ -174,7 +175,8 @@ static void search_slice(const fa_tensor *t, size_t begin, size_t n, void *ctx)
                            : s->buf == 1 ? f->grad
                                          : f->state;
     const fa_search_kernel kernel =
-        store == FA_STORE_BF16 ? fa_any_nonfinite_bf16 : fa_any_nonfinite_kernels[t->dtype];
+        store == FA_STORE_BF16 ? fa_active_level->any_nonfinite_bf16
+                                : fa_active_level->any_nonfinite[t->dtype];
     const size_t itemsize = store == FA_STORE_BF16 ? 2 : fa_itemsize[t->dtype];
 
     if (store == FA_STORE_Q8) /* codes are always finite (a NaN absmax is not searched) */

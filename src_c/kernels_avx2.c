@@ -1,0 +1,12 @@
+/* The AVX2 level (x86-64 with run-time dispatch, compat.h): level_impl.h for AVX2. */
+#include "compat.h"
+
+#if FA_DISPATCH_X86
+#define FA_LEVEL_VAR fa_level_avx2
+#define FA_LEVEL_NAME "avx2"
+#define FA_LEVEL_ATTRIBUTES FA_TARGET(FA_ISA_AVX2)
+#define FA_LEVEL_BYTE_TABLES 0
+#include "level_impl.h"
+#else
+typedef int fa_no_avx2_level; /* ISO C wants a declaration in every file */
+#endif
