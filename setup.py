@@ -92,6 +92,8 @@ class BuildExt(build_ext):
             super().build_extension(ext)
             return
         flags = kernel_args + sanitize
+        if self.compiler.compiler_type == "msvc":  # untested here: MSVC's spelling, one thread
+            flags = ["/O2", "/fp:precise"]
         # One folder per set of flags, so that objects are reused only with their own flags.
         tag = hashlib.sha256(" ".join([*flags, os.environ.get("CC", "")]).encode()).hexdigest()
         output = os.path.join(self.build_temp, f"kernels-{tag[:12]}")

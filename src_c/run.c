@@ -185,9 +185,9 @@ static void search_slice(const fa_tensor *t, size_t begin, size_t n, void *ctx)
 
     if (kernel(n, values)) {
 #ifdef _OPENMP
-#pragma omp atomic write
+#pragma omp atomic /* an update, which OpenMP 2.0 (MSVC) has too */
 #endif
-        s->found = 1;
+        s->found |= 1;
     }
 }
 

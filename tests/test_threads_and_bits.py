@@ -117,5 +117,60 @@ def test_show_config(capsys):
     fastadam.show_config()
     out = capsys.readouterr().out
     assert f"fastadam:        {fastadam.__version__}" in out
-    assert any(f"simd:            {level}" in out for level in ("avx512", "avx2", "baseline"))
+    levels = ("avx512", "avx2", "baseline", "sve", "neon")
+    assert any(f"simd:            {level}" in out for level in levels)
     assert "threads:" in out
+
+
+# Adam on fixed inputs in float32, float64, bfloat16 state and 8-bit state (NumPy
+# classes), three steps; prints the level in use and a digest of every buffer.
+_LEVEL_STEPS = """
+import hashlib
+import ml_dtypes
+import numpy as np
+import fastadam
+from fastadam import _ext
+
+digest = hashlib.sha256()
+for dtype, state in [(np.float32, None), (np.float64, None), (np.float32, "bfloat16"),
+                     (ml_dtypes.bfloat16, "int8")]:
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal(5003).astype(dtype)
+    opt = fastadam.AdamW([w], lr=1e-2, state_dtype=state, rounding="stochastic" if state else None)
+    for _ in range(3):
+        opt.step([(rng.standard_normal(5003) * 10.0 ** rng.uniform(-6, 0, 5003)).astype(dtype)])
+    digest.update(w.tobytes())
+    for value in opt.state[0].values():
+        digest.update(np.asarray(value).tobytes())
+print(_ext.simd_level(), digest.hexdigest())
+"""
+
+
+def test_every_level_the_cpu_runs_computes_the_same_bits():
+    """FASTADAM_SIMD picks the level the kernels run at, as the library loads: each
+    level this CPU runs gives the bits of the default one, and a name that is no
+    level leaves the default (tests/test_golden.py checks every algorithm and format,
+    and other machines)."""
+    import os
+    import platform
+    import subprocess
+    import sys
+
+    def run(level):
+        env = os.environ | {"FASTADAM_SIMD": level}
+        command = [sys.executable, "-c", _LEVEL_STEPS]
+        done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+        return done.stdout.split()
+
+    default_level, default_digest = run("no such level")
+    assert default_level == fastadam._ext.simd_level()
+    arm = platform.machine().lower() in ("aarch64", "arm64")
+    ran = {}
+    for level in ("sve", "neon") if arm else ("avx512", "avx2", "baseline"):
+        got, digest = run(level)
+        assert digest == default_digest, (level, got)
+        ran[level] = got
+    # A level the CPU runs is taken when named (the last, the baseline, runs everywhere
+    # unless the build has a single level: FASTADAM_NATIVE=1 or no dispatch).
+    reachable = {default_level, *ran.values()}
+    assert all(got == level or level not in reachable for level, got in ran.items())
