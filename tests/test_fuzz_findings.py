@@ -1,0 +1,37 @@
+"""The findings of the fuzz targets (tests/fuzz/), each kept as a regression test.
+
+Each test is the smallest form of an input the fuzzer found that raised an
+undocumented exception (a KeyError, an AttributeError, an OverflowError, a
+ZeroDivisionError) instead of a TypeError or ValueError naming the problem. Every
+one must now raise a documented error and change nothing.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_crash import frozen
+
+import fastadam
+from fastadam import functional
+
+
+def _adam_args() -> tuple[list[np.ndarray], dict[str, float]]:
+    p, g = np.ones(4, np.float32), np.full(4, 0.5, np.float32)
+    return [p, g, np.zeros_like(p), np.zeros_like(p)], {"lr": 0.1, "beta1": 0.9, "beta2": 0.999}
+
+
+@pytest.mark.parametrize("step", [2**64, 2**70])
+def test_functional_step_beyond_uint64(step):
+    """functional.adam(step=2**64) raised OverflowError from the C boundary."""
+    buffers, hp = _adam_args()
+    before = frozen(buffers)
+    with pytest.raises(ValueError, match=rf"^Invalid step value: {step} \(at most 2\*\*64 - 1\)$"):
+        functional.adam(*buffers, step=step, eps=1e-8, **hp)
+    assert frozen(buffers) == before
+
+
+def test_functional_step_at_uint64_max_runs():
+    buffers, hp = _adam_args()
+    functional.adam(*buffers, step=2**64 - 1, eps=1e-8, **hp)
+    assert buffers[0][0] < 1.0
