@@ -35,3 +35,31 @@ def test_functional_step_at_uint64_max_runs():
     buffers, hp = _adam_args()
     functional.adam(*buffers, step=2**64 - 1, eps=1e-8, **hp)
     assert buffers[0][0] < 1.0
+
+
+@pytest.mark.parametrize(
+    ("cls", "key"),
+    [(fastadam.Adagrad, "lr"), (fastadam.Adam, "amsgrad"), (fastadam.NAdam, "momentum_decay")],
+)
+def test_param_group_without_a_hyperparameter(cls, key):
+    """A hyperparameter deleted from a param group raised KeyError at the next step."""
+    p = np.ones(4, np.float32)
+    opt = cls([p])
+    opt.step([np.full_like(p, 0.5)])
+    del opt.param_groups[0][key]
+    watched = [p, opt.state]
+    before = frozen(watched)
+    with pytest.raises(ValueError, match=rf'^param group has no "{key}" entry$'):
+        opt.step([np.full_like(p, 0.5)])
+    assert frozen(watched) == before
+
+
+def test_loaded_param_group_without_a_hyperparameter():
+    """load_state_dict of a group without "amsgrad" raised KeyError."""
+    p = np.ones(4, np.float32)
+    opt = fastadam.Adam([p])
+    saved = opt.state_dict()
+    del saved["param_groups"][0]["amsgrad"]
+    with pytest.raises(ValueError, match=r'^param group has no "amsgrad" entry$'):
+        opt.load_state_dict(saved)
+    assert opt.param_groups[0]["amsgrad"] is False
