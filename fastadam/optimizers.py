@@ -226,6 +226,8 @@ class Optimizer:
                     if missing:
                         fresh = {k: self._new_entry(k, param, group) for k in missing}
                         state = queued.created[index] = {**state, **fresh}
+                    if "step" not in state:
+                        raise ValueError(f'state[{index}] has no "step" entry')
                     step = state["step"] + 1
                     scalars = algorithm.stored_scalars(state, f"state[{index}]")
                     if algorithm.scalars:

@@ -63,3 +63,16 @@ def test_loaded_param_group_without_a_hyperparameter():
     with pytest.raises(ValueError, match=r'^param group has no "amsgrad" entry$'):
         opt.load_state_dict(saved)
     assert opt.param_groups[0]["amsgrad"] is False
+
+
+def test_state_without_a_step_count():
+    """A state entry whose "step" was deleted raised KeyError at the next step."""
+    p = np.ones(4, np.float32)
+    opt = fastadam.Adam([p])
+    opt.step([np.full_like(p, 0.5)])
+    del opt.state[0]["step"]
+    watched = [p, opt.state]
+    before = frozen(watched)
+    with pytest.raises(ValueError, match=r'^state\[0\] has no "step" entry$'):
+        opt.step([np.full_like(p, 0.5)])
+    assert frozen(watched) == before
