@@ -76,3 +76,55 @@ def test_state_without_a_step_count():
     with pytest.raises(ValueError, match=r'^state\[0\] has no "step" entry$'):
         opt.step([np.full_like(p, 0.5)])
     assert frozen(watched) == before
+
+
+# ------------------------------------------------------------------ fastadam.torch
+
+
+@pytest.fixture
+def torch_adam(torch):
+    import fastadam.torch
+
+    p = torch.ones(4, requires_grad=True)
+    p.grad = torch.full((4,), 0.5)
+    opt = fastadam.torch.Adam([p])
+    opt.step()
+    return torch, opt, p
+
+
+@pytest.mark.parametrize(
+    ("change", "error", "message"),
+    [
+        (lambda sd: sd.pop("param_groups"), ValueError, r'^state_dict has no "param_groups" entry$'),
+        (lambda sd: sd.pop("state"), ValueError, r'^state_dict has no "state" entry$'),
+        (lambda sd: sd.update(state=[1]), TypeError, r'^state_dict\["state"\] must be a dict'),
+        (
+            lambda sd: sd.update(param_groups="ab"),
+            TypeError,
+            r'^state_dict\["param_groups"\] must be a list, got str$',
+        ),
+        (
+            lambda sd: sd["param_groups"].__setitem__(0, 5),
+            ValueError,
+            r'^param_groups\[0\] must be a dict with a "params" list$',
+        ),
+        (
+            lambda sd: sd["state"].__setitem__(0, object()),
+            TypeError,
+            r"^state\[0\] must be a dict, got object$",
+        ),
+    ],
+)
+def test_torch_load_state_dict_outline(torch_adam, change, error, message):
+    """fastadam.torch's load_state_dict raised KeyError (no "param_groups") or, at the next
+    step, AttributeError (a state entry that is not a dict) from inside torch.optim."""
+    torch, opt, p = torch_adam
+    saved = opt.state_dict()
+    change(saved)
+    watched = [p, opt.state[p], opt.param_groups]
+    before = frozen(watched)
+    with pytest.raises(error, match=message):
+        opt.load_state_dict(saved)
+    assert frozen(watched) == before
+    with pytest.raises(TypeError, match=r"^state_dict must be a dict, got list$"):
+        opt.load_state_dict([])
