@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import require_module
 from test_crash import frozen
 
 import fastadam
@@ -128,3 +129,57 @@ def test_torch_load_state_dict_outline(torch_adam, change, error, message):
     assert frozen(watched) == before
     with pytest.raises(TypeError, match=r"^state_dict must be a dict, got list$"):
         opt.load_state_dict([])
+
+
+# ------------------------------------------------------------ fastadam.distributed
+
+
+@pytest.mark.parametrize(
+    ("args", "error", "message"),
+    [
+        ((10, 0, 0), ValueError, r"^world must be at least 1, got 0$"),
+        ((10, 2, 0, 0), ValueError, r"^alignment must be at least 1, got 0$"),
+        ((-1, 2, 0), ValueError, r"^n must be at least 0, got -1$"),
+        ((10, 2, 2), ValueError, r"^rank must be in \[0, 2\), got 2$"),
+        ((10, 2, -1), ValueError, r"^rank must be in \[0, 2\), got -1$"),
+        ((10.0, 2, 0), TypeError, r"^n must be an integer, got float$"),
+        ((10, True, 0), TypeError, r"^world must be an integer, got bool$"),
+        ((10, 2, None), TypeError, r"^rank must be an integer, got NoneType$"),
+    ],
+)
+def test_shard_bounds_arguments(args, error, message):
+    """shard_bounds(n, 0, 0) raised ZeroDivisionError; a rank past the world gave a shard."""
+    from fastadam.distributed import shard_bounds
+
+    with pytest.raises(error, match=message):
+        shard_bounds(*args)
+
+
+def test_shard_bounds_numpy_integers():
+    from fastadam.distributed import shard_bounds
+
+    assert shard_bounds(np.int64(1000), np.int32(3), np.int64(2)) == (768, 1000)
+
+
+@pytest.mark.parametrize(
+    ("state", "message"),
+    [
+        (np.zeros(3), r'^state_dict\["state"\] must be a dict, got ndarray$'),
+        ({0: [1, 2]}, r"^state\[0\] must be a dict, got list$"),
+    ],
+)
+def test_sharded_load_state_dict_of_odd_state(state, message):
+    """ShardedOptimizer.load_state_dict({"state": array}) raised AttributeError."""
+    require_module("mpi4py", "FASTADAM_REQUIRE_MPI")
+    from mpi4py import MPI
+
+    from fastadam.distributed import ShardedAdam
+
+    params = np.ones(100, np.float32)
+    opt = ShardedAdam(params, comm=MPI.COMM_SELF)
+    opt.step(np.full_like(params, 0.5))
+    watched = [params, opt.optimizer.state]
+    before = frozen(watched)
+    with pytest.raises(TypeError, match=message):
+        opt.load_state_dict({"state": state, "param_groups": opt.param_groups})
+    assert frozen(watched) == before
