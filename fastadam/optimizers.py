@@ -313,6 +313,8 @@ class Optimizer:
             param, group = owner[index]
             if not isinstance(entry, Mapping):
                 raise TypeError(f"state[{index}] must be a dict, got {type(entry).__name__}")
+            if not isinstance(param, np.ndarray):
+                raise TypeError(f"param {index} is a {type(param).__name__}, not a numpy.ndarray")
             state[int(index)] = self._load_entry(index, entry, param, group)
         return state
 

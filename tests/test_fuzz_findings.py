@@ -79,6 +79,18 @@ def test_state_without_a_step_count():
     assert frozen(watched) == before
 
 
+def test_load_state_dict_with_a_param_that_is_not_an_array():
+    """A param replaced in param_groups by a list made load_state_dict raise AttributeError."""
+    p = np.ones(4, np.float32)
+    opt = fastadam.Adam([p])
+    opt.step([np.full_like(p, 0.5)])
+    saved = opt.state_dict()
+    opt.param_groups[0]["params"][0] = [1.0, 2.0]
+    with pytest.raises(TypeError, match=r"^param 0 is a list, not a numpy.ndarray$"):
+        opt.load_state_dict(saved)
+    assert opt.state[0]["step"] == 1
+
+
 # ------------------------------------------------------------------ fastadam.torch
 
 
@@ -90,13 +102,17 @@ def torch_adam(torch):
     p.grad = torch.full((4,), 0.5)
     opt = fastadam.torch.Adam([p])
     opt.step()
-    return torch, opt, p
+    return opt, p
 
 
 @pytest.mark.parametrize(
     ("change", "error", "message"),
     [
-        (lambda sd: sd.pop("param_groups"), ValueError, r'^state_dict has no "param_groups" entry$'),
+        (
+            lambda sd: sd.pop("param_groups"),
+            ValueError,
+            r'^state_dict has no "param_groups" entry$',
+        ),
         (lambda sd: sd.pop("state"), ValueError, r'^state_dict has no "state" entry$'),
         (lambda sd: sd.update(state=[1]), TypeError, r'^state_dict\["state"\] must be a dict'),
         (
@@ -119,7 +135,7 @@ def torch_adam(torch):
 def test_torch_load_state_dict_outline(torch_adam, change, error, message):
     """fastadam.torch's load_state_dict raised KeyError (no "param_groups") or, at the next
     step, AttributeError (a state entry that is not a dict) from inside torch.optim."""
-    torch, opt, p = torch_adam
+    opt, p = torch_adam
     saved = opt.state_dict()
     change(saved)
     watched = [p, opt.state[p], opt.param_groups]
