@@ -172,6 +172,11 @@ def _check_layout(state_dict: object) -> None:
     for index, entry in state_dict["state"].items():
         if not isinstance(entry, Mapping):
             raise TypeError(f"state[{index!r}] must be a dict, got {_describe(entry)}")
+        for key, value in entry.items():  # torch.optim would cast it: NotImplementedError
+            if isinstance(value, torch.Tensor) and value.is_meta:
+                raise ValueError(
+                    f"state[{index!r}][{key!r}] is {_describe(value)}: it holds no data"
+                )
     groups = state_dict["param_groups"]
     if isinstance(groups, (str, bytes)) or not isinstance(groups, Sequence):
         raise TypeError(f'state_dict["param_groups"] must be a list, got {_describe(groups)}')

@@ -130,6 +130,14 @@ def torch_adam(torch):
             TypeError,
             r"^state\[0\] must be a dict, got object$",
         ),
+        (
+            lambda sd: sd["state"][0].__setitem__(
+                "exp_avg", __import__("torch").empty(4, device="meta")
+            ),
+            ValueError,
+            r"^state\[0\]\['exp_avg'\] is a torch.strided torch.float32 tensor of shape \(4,\) "
+            r"on meta: it holds no data$",
+        ),
     ],
 )
 def test_torch_load_state_dict_outline(torch_adam, change, error, message):
