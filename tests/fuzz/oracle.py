@@ -155,7 +155,7 @@ class Source:
                 self.any_int,
                 self.bool,
                 self.text,
-                lambda: np.float32(self.any_float()),
+                lambda: np.float32(self.any_float()) if abs(x := self.any_float()) < 3e38 else x,
                 lambda: np.int64(self.int(-5, 5)),
                 lambda: np.array(self.any_float()),
                 lambda: np.full(self.int(0, 3), self.any_float()),

@@ -22,6 +22,7 @@ on any, printing the input's file and the command that reproduces it.
 from __future__ import annotations
 
 import argparse
+import base64
 import os
 import re
 import subprocess
@@ -105,7 +106,9 @@ def _stat(log: str, name: str) -> int:
 def fuzz(names: list[str], seconds: float, timeout: int, workdir: Path) -> int:
     share = max(1, int(seconds / len(names)))
     findings = 0
-    print(f"fuzzing {', '.join(names)} for {share} s each (timeout {timeout} s per input)")
+    print(
+        f"fuzzing {', '.join(names)} for {share} s each (timeout {timeout} s per input)", flush=True
+    )
     for name in names:
         corpus = workdir / "corpus" / name
         artifacts = workdir / "artifacts"
@@ -143,7 +146,8 @@ def fuzz(names: list[str], seconds: float, timeout: int, workdir: Path) -> int:
         runs = _stat(text, "number_of_executed_units")
         print(
             f"{name:12s} {runs:9d} inputs {wall:7.1f} s wall {used:7.1f} s CPU "
-            f"{len(list(corpus.iterdir())):5d} in corpus  exit {code}"
+            f"{len(list(corpus.iterdir())):5d} in corpus  exit {code}",
+            flush=True,
         )
         if code != 0:
             findings += 1
@@ -151,6 +155,8 @@ def fuzz(names: list[str], seconds: float, timeout: int, workdir: Path) -> int:
             print(f"== FINDING in {name} (log {log_path}):")
             print("\n".join(text.splitlines()[-60:]))
             for path in found:
+                data = base64.b64encode(Path(path).read_bytes()).decode()
+                print(f"input (base64): {data}")
                 print(f"reproduce: python {__file__} --reproduce {name} {path}")
     print(f"{findings} finding(s)")
     return 1 if findings else 0

@@ -130,6 +130,12 @@ def functional_target(data: bytes) -> None:
 # ---------------------------------------------------------------- NumPy classes
 
 
+def _shape(x: object) -> tuple[int, ...]:
+    """The shape of an array, else (2,): the shape of odd values made in its place."""
+    shape = getattr(x, "shape", None)
+    return tuple(shape) if isinstance(shape, tuple) else (2,)
+
+
 def _classes(module: Any) -> dict[str, tuple[Any, str]]:
     """Class name -> (class of ``module``, twin algorithm)."""
     names = {"Adam": "adam", "AdamW": "adam", "SGD": "sgd", "RMSprop": "rmsprop"}
@@ -210,9 +216,7 @@ class Session:
             elif source.chance(80) and isinstance(p, np.ndarray):
                 grads.append(good_array(source, p.shape, p.dtype, "grad"))
             else:
-                grads.append(
-                    odd_array(source, np.shape(p), np.dtype(np.float32), [*params, *grads])
-                )
+                grads.append(odd_array(source, _shape(p), np.dtype(np.float32), [*params, *grads]))
         if source.chance(5):
             return grads[:-1] if source.bool() else (grads[0] if grads else None)
         return grads
@@ -252,7 +256,7 @@ class Session:
             entry.pop(key, None)
             return
         ref = entry.get(key)
-        shape, dtype = np.shape(ref), getattr(ref, "dtype", np.dtype(np.float32))
+        shape, dtype = _shape(ref), getattr(ref, "dtype", np.dtype(np.float32))
         if key == "step" and source.bool():
             entry[key] = source.any_int() if source.bool() else source.odd_scalar()
         elif isinstance(ref, float) and source.bool():
@@ -331,7 +335,7 @@ def _mutate_nested(source: Source, tree: Any, arrays: list) -> None:
         else:
             ref = node[key]
             node[key] = (
-                odd_array(source, np.shape(ref), np.dtype(np.float32), arrays)
+                odd_array(source, _shape(ref), np.dtype(np.float32), arrays)
                 if isinstance(ref, np.ndarray) or source.bool()
                 else source.odd_scalar()
             )
