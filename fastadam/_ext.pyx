@@ -77,12 +77,12 @@ cdef extern from "fastadam.h" nogil:
         float *absmax[FA_MAX_STATE]
         uint16_t *param_copy
         uint32_t key
-    void fa_run(fa_algo algo, const fa_tensor *tensors, size_t ntensors)
+    void fa_run(fa_algo algo, const fa_tensor *tensors, size_t ntensors, int nthreads)
     int fa_has_compressed(fa_algo algo)
     unsigned fa_required_buffers(fa_algo algo)
     uint32_t fa_rounding_key(uint32_t seed, uint64_t tensor, uint64_t step)
     void fa_q8_encode(const fa_qmap *q, const float *x, size_t n, uint8_t *codes)
-    int fa_any_nonfinite(const fa_tensor *tensors, size_t ntensors, int buf)
+    int fa_any_nonfinite(const fa_tensor *tensors, size_t ntensors, int buf, int nthreads)
     void fa_set_num_threads(int n)
     int fa_get_num_threads()
     int fa_has_openmp()
@@ -720,8 +720,9 @@ def run1(int algo, tuple names, tuple buffers, tuple coef, object spec=None, uin
     _check_disjoint(&t, 1, names, None)
     _load_coef(k, coef)
     t.coef = k
+    cdef int nthreads = fa_get_num_threads()  # once, with the GIL: see fa_run
     with nogil:
-        fa_run(<fa_algo>algo, &t, 1)
+        fa_run(<fa_algo>algo, &t, 1, nthreads)
 
 
 cdef tuple _gather(object param, object grad, object entry, tuple slots):
@@ -969,18 +970,20 @@ cdef class Batch:
     def grads_finite(self):
         """Whether every queued gradient is free of NaN and infinity (one read-only pass)."""
         cdef int found
+        cdef int nthreads = fa_get_num_threads()
         self._link()
         with nogil:
-            found = fa_any_nonfinite(self.tensors, self.ntensors, 1)
+            found = fa_any_nonfinite(self.tensors, self.ntensors, 1, nthreads)
         return not found
 
     def run(self):
         """Check for overlaps, then update every queued tensor in one C call and add 1 to
         the step count tensors read by add_group."""
         cdef size_t i
+        cdef int nthreads = fa_get_num_threads()
         self.check()
         with nogil:
-            fa_run(<fa_algo>self.algo, self.tensors, self.ntensors)
+            fa_run(<fa_algo>self.algo, self.tensors, self.ntensors, nthreads)
         for i in range(self.ncounts):
             if self.counts[i].type == cnp.NPY_FLOAT32:
                 (<float *>self.counts[i].data)[0] += 1

@@ -115,6 +115,15 @@ class Algorithm:
 # ---------------------------------------------------------------------- the records
 
 
+def _hp(group: Group, key: str) -> Any:
+    """The group's hyperparameter ``key``; ValueError if the group has none (say a key
+    deleted from ``param_groups`` between steps), not a KeyError."""
+    try:
+        return group[key]
+    except KeyError:
+        raise ValueError(f'param group has no "{key}" entry') from None
+
+
 def _from_group(function: Callable[..., Any]) -> Callable[[Group, int, bool, Scalars], Any]:
     """The ``coefficients`` of a record, from a coefficient function of _algorithms:
     each of its keywords is read from the group by name (``beta1`` and ``beta2`` from
@@ -127,8 +136,8 @@ def _from_group(function: Callable[..., Any]) -> Callable[[Group, int, bool, Sca
     def coefficients(group: Group, step: int, fresh: bool, scalars: Scalars) -> Any:
         given: dict[str, Any] = {"step": step, "first_step": fresh, **scalars}
         if betas:
-            given["beta1"], given["beta2"] = check.betas(group["betas"])
-        return function(**{k: given[k] if k in given else group[k] for k in names})
+            given["beta1"], given["beta2"] = check.betas(_hp(group, "betas"))
+        return function(**{k: given[k] if k in given else _hp(group, k) for k in names})
 
     return coefficients
 
@@ -143,9 +152,9 @@ def _nadam(group: Group, step: int, fresh: bool, scalars: Scalars) -> tuple[floa
 
 def _nadam_advance(group: Group, step: int) -> dict[str, float]:
     """The factor of mu_product at ``step``: mu_t."""
-    beta1, _ = check.betas(group["betas"])
+    beta1, _ = check.betas(_hp(group, "betas"))
     decay = check.in_range(
-        "momentum_decay", group["momentum_decay"], "Invalid momentum_decay value: {}"
+        "momentum_decay", _hp(group, "momentum_decay"), "Invalid momentum_decay value: {}"
     )
     return {"mu_product": _algorithms.momentum_cache(beta1, decay, step)}
 
@@ -154,7 +163,7 @@ _ADAGRAD = _from_group(_algorithms.adagrad)
 
 
 def _adagrad(group: Group, step: int, fresh: bool, scalars: Scalars) -> tuple[float, ...]:
-    _algorithms.initial_accumulator_value(group["initial_accumulator_value"])
+    _algorithms.initial_accumulator_value(_hp(group, "initial_accumulator_value"))
     return _ADAGRAD(group, step, fresh, scalars)
 
 
@@ -177,7 +186,7 @@ ALGORITHMS: dict[str, Algorithm] = {
             slots=("exp_avg", "exp_avg_sq", "max_exp_avg_sq"),
             defaults=ADAM_DEFAULTS,
             coefficients=_from_group(_algorithms.adam),
-            active=lambda group: (True, True, check.flag("amsgrad", group["amsgrad"])),
+            active=lambda group: (True, True, check.flag("amsgrad", _hp(group, "amsgrad"))),
             formats=True,
         ),
         Algorithm(
@@ -193,7 +202,7 @@ ALGORITHMS: dict[str, Algorithm] = {
                 "maximize": False,
             },
             coefficients=_from_group(_algorithms.sgd),
-            active=lambda group: (check.momentum(group["momentum"]) != 0,),
+            active=lambda group: (check.momentum(_hp(group, "momentum")) != 0,),
             counts_steps=False,
         ),
         Algorithm(
@@ -212,8 +221,8 @@ ALGORITHMS: dict[str, Algorithm] = {
             coefficients=_from_group(_algorithms.rmsprop),
             active=lambda group: (
                 True,
-                check.flag("centered", group["centered"]),
-                check.momentum(group["momentum"]) > 0,
+                check.flag("centered", _hp(group, "centered")),
+                check.momentum(_hp(group, "momentum")) > 0,
             ),
         ),
         Algorithm(
@@ -229,7 +238,7 @@ ALGORITHMS: dict[str, Algorithm] = {
                 "maximize": False,
             },
             coefficients=_adagrad,
-            initial=lambda slot, group: group["initial_accumulator_value"],
+            initial=lambda slot, group: _hp(group, "initial_accumulator_value"),
         ),
         Algorithm(
             name="Adamax",

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+MAX_STEP = 2**64 - 1  # a step count is a uint64 at the C boundary (the rounding key)
+
 
 def real(name: str, value: object) -> float:
     """Return ``value`` as a float, or raise TypeError naming ``name``.
@@ -92,4 +94,6 @@ def step(value: object) -> int:
         raise TypeError(f"step must be an integer, got {type(value).__name__}")
     if value < 1:
         raise ValueError(f"Invalid step value: {value} (steps count from 1)")
+    if value > MAX_STEP:
+        raise ValueError(f"Invalid step value: {value} (at most 2**64 - 1)")
     return int(value)

@@ -387,6 +387,12 @@ def _verify(data: bytearray, path: str) -> tuple[dict, memoryview]:
     if size < _PREAMBLE.size:
         raise CheckpointError(f"{path}: truncated checkpoint ({size} bytes)")
     _, version, header_len, payload_len = _PREAMBLE.unpack_from(data)
+    if version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint format version {version} is not supported: the file was "
+            f"written by a newer fastadam, and fastadam {__version__} reads version "
+            f"{FORMAT_VERSION}; upgrade fastadam to load it"
+        )
     if version != FORMAT_VERSION:
         raise CheckpointError(
             f"{path}: checkpoint format version {version} is not supported "

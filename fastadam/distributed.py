@@ -26,6 +26,7 @@ extra: ``pip install "fastadam[mpi]"``) and an MPI library. In ``train.py``::
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -62,6 +63,15 @@ def shard_bounds(
     Shards have equal sizes, rounded up to a multiple of ``alignment``; the last
     ones may be shorter or empty.
     """
+    for name, value, least in (("n", n, 0), ("world", world, 1), ("alignment", alignment, 1)):
+        if not isinstance(value, numbers.Integral) or isinstance(value, (bool, np.bool_)):
+            raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+        if value < least:
+            raise ValueError(f"{name} must be at least {least}, got {value}")
+    if not isinstance(rank, numbers.Integral) or isinstance(rank, (bool, np.bool_)):
+        raise TypeError(f"rank must be an integer, got {type(rank).__name__}")
+    if not 0 <= rank < world:
+        raise ValueError(f"rank must be in [0, {world}), got {rank}")
     per = -(-n // world)
     per = -(-per // alignment) * alignment
     lo = min(rank * per, n)
@@ -186,9 +196,14 @@ class ShardedOptimizer:
         from a single-process optimizer with this one param). Every rank passes it."""
         if not isinstance(state_dict, Mapping) or "state" not in state_dict:
             raise ValueError('state_dict must be a dict with a "state" entry')
+        saved = state_dict["state"]
+        if not isinstance(saved, Mapping):
+            raise TypeError(f'state_dict["state"] must be a dict, got {type(saved).__name__}')
         lo, hi = self.bounds[self.comm.Get_rank()]
         state = {}
-        for index, entry in state_dict["state"].items():
+        for index, entry in saved.items():
+            if not isinstance(entry, Mapping):
+                raise TypeError(f"state[{index!r}] must be a dict, got {type(entry).__name__}")
             state[index] = dict(entry)
             for key, value in entry.items():
                 if isinstance(value, np.ndarray):

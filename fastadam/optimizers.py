@@ -226,6 +226,8 @@ class Optimizer:
                     if missing:
                         fresh = {k: self._new_entry(k, param, group) for k in missing}
                         state = queued.created[index] = {**state, **fresh}
+                    if "step" not in state:
+                        raise ValueError(f'state[{index}] has no "step" entry')
                     step = state["step"] + 1
                     scalars = algorithm.stored_scalars(state, f"state[{index}]")
                     if algorithm.scalars:
@@ -311,6 +313,8 @@ class Optimizer:
             param, group = owner[index]
             if not isinstance(entry, Mapping):
                 raise TypeError(f"state[{index}] must be a dict, got {type(entry).__name__}")
+            if not isinstance(param, np.ndarray):
+                raise TypeError(f"param {index} is a {type(param).__name__}, not a numpy.ndarray")
             state[int(index)] = self._load_entry(int(index), entry, param, group)
         return state
 

@@ -159,6 +159,32 @@ def _describe(value: object) -> str:
     return type(value).__name__
 
 
+def _check_layout(state_dict: object) -> None:
+    """The outline torch.optim's load_state_dict reads without checking (else a KeyError or
+    an AttributeError deep inside it): the NumPy class's messages."""
+    if not isinstance(state_dict, Mapping):
+        raise TypeError(f"state_dict must be a dict, got {type(state_dict).__name__}")
+    for key in ("state", "param_groups"):
+        if key not in state_dict:
+            raise ValueError(f'state_dict has no "{key}" entry')
+    if not isinstance(state_dict["state"], Mapping):
+        raise TypeError(f'state_dict["state"] must be a dict, got {_describe(state_dict["state"])}')
+    for index, entry in state_dict["state"].items():
+        if not isinstance(entry, Mapping):
+            raise TypeError(f"state[{index!r}] must be a dict, got {_describe(entry)}")
+        for key, value in entry.items():  # torch.optim would cast it: NotImplementedError
+            if isinstance(value, torch.Tensor) and value.is_meta:
+                raise ValueError(
+                    f"state[{index!r}][{key!r}] is {_describe(value)}: it holds no data"
+                )
+    groups = state_dict["param_groups"]
+    if isinstance(groups, (str, bytes)) or not isinstance(groups, Sequence):
+        raise TypeError(f'state_dict["param_groups"] must be a list, got {_describe(groups)}')
+    for number, group in enumerate(groups):
+        if not isinstance(group, Mapping) or not isinstance(group.get("params"), Sequence):
+            raise ValueError(f'param_groups[{number}] must be a dict with a "params" list')
+
+
 def _step_dtype() -> torch.dtype:
     """The dtype torch.optim keeps a step count in: float32, float64 under that default dtype."""
     return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
@@ -398,6 +424,7 @@ class Optimizer(torch.optim.Optimizer):
         anything changes, and the tensors of a storage format (codes, absmax, bfloat16
         state, master weights) are loaded as they are: only floating tensors that no
         format stores (say float64 state of float32 params) are cast, as torch casts."""
+        _check_layout(state_dict)
         if not self.algorithm.formats:
             super().load_state_dict(state_dict)
             return

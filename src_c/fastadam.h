@@ -179,15 +179,31 @@ int fa_has_compressed(fa_algo algo);
  */
 unsigned fa_required_buffers(fa_algo algo);
 
-/* Update every tensor in place, splitting the elements over the threads. */
-void fa_run(fa_algo algo, const fa_tensor *tensors, size_t ntensors);
+/*
+ * Update every tensor in place, splitting the elements over up to nthreads threads
+ * (one without OpenMP, or below 2). The caller passes the count, read once, so that a
+ * running step never reads a setting another thread may be changing.
+ */
+void fa_run(fa_algo algo, const fa_tensor *tensors, size_t ntensors, int nthreads);
 
 /* Whether buffer number buf of any tensor holds a NaN or an infinity (0 if absent). */
-int fa_any_nonfinite(const fa_tensor *tensors, size_t ntensors, int buf);
+int fa_any_nonfinite(const fa_tensor *tensors, size_t ntensors, int buf, int nthreads);
 
-/* Threads used by fa_run and fa_any_nonfinite (1 when built without OpenMP). */
+/* The thread count callers pass to fa_run and fa_any_nonfinite (1 without OpenMP). */
 void fa_set_num_threads(int n);
 int fa_get_num_threads(void);
+
+/*
+ * The split of fa_run, as pure functions of sizes (exported for tests at any size).
+ * Thread id of nth takes elements [*lo, *hi) of total laid end to end: whole grains
+ * of 16 elements, floor(grains * id / nth) of them before it. Of a tensor that starts
+ * at element start of them and holds n elements in blocks of grain (an 8-bit state's
+ * block, else 1), the range [lo, hi) covers its elements [*begin, *begin + *count),
+ * both ends rounded up to a block boundary (or n).
+ */
+void fa_thread_range(size_t total, size_t nth, size_t id, size_t *lo, size_t *hi);
+void fa_slice(size_t start, size_t n, size_t grain, size_t lo, size_t hi, size_t *begin,
+              size_t *count);
 int fa_has_openmp(void);
 
 /* The instruction set the kernels dispatch to: "avx512" (x86-64-v4), "avx2" or "baseline". */

@@ -21,6 +21,8 @@
 /* The vector loops start at a multiple of this many bytes of the param. */
 #define FA_ALIGN ((uintptr_t)64)
 
+/* The threads a caller passes to fa_run unless it chooses otherwise (fa_get_num_threads):
+ * read by the caller once per call, with the GIL, never by a running step. */
 static int fa_num_threads = 1;
 
 static const size_t fa_itemsize[FA_NUM_DTYPES] = {sizeof(float), sizeof(double)};
@@ -41,50 +43,78 @@ static size_t snap(size_t i, size_t g, size_t n)
     return i < n ? i : n;
 }
 
-/*
- * Call fn on the slices of elements [lo, hi) of the tensors laid end to end.
- * Both ends of a slice are snapped up to the tensor's grain, so the ranges of
- * consecutive threads still meet.
- */
+/* Where part k of nth parts of total elements starts: floor(grains * k / nth) whole
+ * grains (grains * k is not formed, so that it cannot overflow), at most total. */
+static size_t split_point(size_t total, size_t nth, size_t k)
+{
+    const size_t grains = total / FA_GRAIN + (total % FA_GRAIN != 0);
+    const size_t g = grains / nth * k + grains % nth * k / nth;
+
+    return g < grains ? g * FA_GRAIN : total;
+}
+
+void fa_thread_range(size_t total, size_t nth, size_t id, size_t *lo, size_t *hi)
+{
+    nth = nth < 1 ? 1 : nth;
+    *lo = split_point(total, nth, id);
+    *hi = split_point(total, nth, id + 1);
+}
+
+void fa_slice(size_t start, size_t n, size_t grain, size_t lo, size_t hi, size_t *begin,
+              size_t *count)
+{
+    const size_t end = start + n;
+    size_t b = 0, e = 0;
+
+    if (lo < end && start < hi) {
+        b = snap((lo > start ? lo : start) - start, grain, n);
+        e = snap((hi < end ? hi : end) - start, grain, n);
+    }
+    *begin = b;
+    *count = e > b ? e - b : 0;
+}
+
+/* Call fn on the slices (fa_slice) of elements [lo, hi) of the tensors laid end to end. */
 static void for_each_slice(fa_slice_fn fn, void *ctx, const fa_tensor *t, size_t nt, size_t lo,
                            size_t hi)
 {
     size_t start = 0;
 
     for (size_t i = 0; i < nt && start < hi; start += t[i].n, i++) {
-        const size_t end = start + t[i].n;
-        const size_t b = snap((lo > start ? lo : start) - start, grain(&t[i]), t[i].n);
-        const size_t e = snap((hi < end ? hi : end) - start, grain(&t[i]), t[i].n);
-        if (b < e)
-            fn(&t[i], b, e - b, ctx);
+        size_t begin, count;
+        fa_slice(start, t[i].n, grain(&t[i]), lo, hi, &begin, &count);
+        if (count > 0)
+            fn(&t[i], begin, count, ctx);
     }
 }
 
-/* Call fn on all elements, each thread taking one contiguous range of them. */
-static void parallel_for(fa_slice_fn fn, void *ctx, const fa_tensor *tensors, size_t ntensors)
+/*
+ * Call fn on all elements, each of up to nthreads threads taking one contiguous range
+ * of them (fa_thread_range). Serial below FA_MIN_PER_THREAD elements per thread, for
+ * nthreads < 2, and always without OpenMP: every configuration covers every element.
+ */
+static void parallel_for(fa_slice_fn fn, void *ctx, const fa_tensor *tensors, size_t ntensors,
+                         int nthreads)
 {
     size_t total = 0;
-    int nthreads = fa_num_threads;
 
     for (size_t i = 0; i < ntensors; i++)
         total += tensors[i].n;
-    if (total / FA_MIN_PER_THREAD < (size_t)nthreads)
+    if (nthreads > 1 && total / FA_MIN_PER_THREAD < (size_t)nthreads)
         nthreads = (int)(total / FA_MIN_PER_THREAD);
-    if (nthreads <= 1) {
-        for_each_slice(fn, ctx, tensors, ntensors, 0, total);
+#ifdef _OPENMP
+    if (nthreads > 1) {
+#pragma omp parallel num_threads(nthreads)
+        {
+            size_t lo, hi;
+            fa_thread_range(total, (size_t)omp_get_num_threads(), (size_t)omp_get_thread_num(),
+                            &lo, &hi);
+            for_each_slice(fn, ctx, tensors, ntensors, lo, hi);
+        }
         return;
     }
-#ifdef _OPENMP
-#pragma omp parallel num_threads(nthreads)
-    {
-        const size_t nth = (size_t)omp_get_num_threads();
-        const size_t id = (size_t)omp_get_thread_num();
-        const size_t grains = (total + FA_GRAIN - 1) / FA_GRAIN;
-        const size_t lo = grains * id / nth * FA_GRAIN;
-        const size_t hi = grains * (id + 1) / nth * FA_GRAIN;
-        for_each_slice(fn, ctx, tensors, ntensors, lo, hi < total ? hi : total);
-    }
 #endif
+    for_each_slice(fn, ctx, tensors, ntensors, 0, total);
 }
 
 /* Call the kernel on n elements of a tensor's buffers, starting at element begin. */
@@ -153,12 +183,12 @@ static void update_slice(const fa_tensor *t, size_t begin, size_t n, void *ctx)
     update_part(kernel, t, begin + h, n - h);
 }
 
-void fa_run(fa_algo algo, const fa_tensor *tensors, size_t ntensors)
+void fa_run(fa_algo algo, const fa_tensor *tensors, size_t ntensors, int nthreads)
 {
     const fa_level *level = fa_active_level;
     struct update ctx = {level->kernels[algo], level->compressed[algo]};
 
-    parallel_for(update_slice, &ctx, tensors, ntensors);
+    parallel_for(update_slice, &ctx, tensors, ntensors, nthreads);
 }
 
 struct search {
@@ -191,7 +221,7 @@ static void search_slice(const fa_tensor *t, size_t begin, size_t n, void *ctx)
     }
 }
 
-int fa_any_nonfinite(const fa_tensor *tensors, size_t ntensors, int buf)
+int fa_any_nonfinite(const fa_tensor *tensors, size_t ntensors, int buf, int nthreads)
 {
     struct search ctx = {buf, 0};
 
@@ -200,7 +230,7 @@ int fa_any_nonfinite(const fa_tensor *tensors, size_t ntensors, int buf)
     for (size_t i = 0; i < ntensors; i++)
         if (tensors[i].buf[buf] == NULL)
             return 0;
-    parallel_for(search_slice, &ctx, tensors, ntensors);
+    parallel_for(search_slice, &ctx, tensors, ntensors, nthreads);
     return ctx.found;
 }
 

@@ -561,13 +561,24 @@ def test_empty_file(saved):
     _refused(opt, path, r"truncated checkpoint \(0 bytes\)", before)
 
 
-@pytest.mark.parametrize("version", [0, 2, 2**32 - 1])
-def test_other_format_version(saved, version):
+def test_older_format_version(saved):
+    opt, path, data, before = saved
+    _, header, payload = _parse(data)
+    path.write_bytes(_build(header, payload, version=0))
+    message = r"checkpoint format version 0 is not supported \(this fastadam reads version 1\)$"
+    _refused(opt, path, message, before)
+
+
+@pytest.mark.parametrize("version", [2, 2**32 - 1])
+def test_newer_format_version(saved, version):
+    """A file of a later format (a newer fastadam wrote it) says so, and what to do."""
     opt, path, data, before = saved
     _, header, payload = _parse(data)
     path.write_bytes(_build(header, payload, version=version))
     message = (
-        rf"checkpoint format version {version} is not supported \(this fastadam reads version 1\)"
+        rf"checkpoint format version {version} is not supported: the file was written by a "
+        rf"newer fastadam, and fastadam {re.escape(fastadam.__version__)} reads version 1; "
+        r"upgrade fastadam to load it$"
     )
     _refused(opt, path, message, before)
 

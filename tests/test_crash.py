@@ -556,6 +556,8 @@ def frozen(x: object) -> object:
 
 
 def _bits(torch: ModuleType, tensor: Any) -> bytes:
+    if tensor.numel() == 0:  # an empty tensor's stride may be 0, which view() refuses
+        return b""
     return tensor.detach().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
 
 

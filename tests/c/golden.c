@@ -158,7 +158,7 @@ static void run_case(const golden_case *c, golden_run *r)
             r->tensors[t].coef = c->coef + (size_t)s * FA_MAX_COEF;
             r->tensors[t].key = fa_rounding_key(c->seed, t, s + 1);
         }
-        fa_run((fa_algo)c->algo, r->tensors, c->ntensors);
+        fa_run((fa_algo)c->algo, r->tensors, c->ntensors, fa_get_num_threads());
     }
 }
 

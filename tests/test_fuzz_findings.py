@@ -1,0 +1,209 @@
+"""The findings of the fuzz targets (tests/fuzz/), each kept as a regression test.
+
+Each test is the smallest form of an input the fuzzer found that raised an
+undocumented exception (a KeyError, an AttributeError, an OverflowError, a
+ZeroDivisionError) instead of a TypeError or ValueError naming the problem. Every
+one must now raise a documented error and change nothing.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import require_module
+from test_crash import frozen
+
+import fastadam
+from fastadam import functional
+
+
+def _adam_args() -> tuple[list[np.ndarray], dict[str, float]]:
+    p, g = np.ones(4, np.float32), np.full(4, 0.5, np.float32)
+    return [p, g, np.zeros_like(p), np.zeros_like(p)], {"lr": 0.1, "beta1": 0.9, "beta2": 0.999}
+
+
+@pytest.mark.parametrize("step", [2**64, 2**70])
+def test_functional_step_beyond_uint64(step):
+    """functional.adam(step=2**64) raised OverflowError from the C boundary."""
+    buffers, hp = _adam_args()
+    before = frozen(buffers)
+    with pytest.raises(ValueError, match=rf"^Invalid step value: {step} \(at most 2\*\*64 - 1\)$"):
+        functional.adam(*buffers, step=step, eps=1e-8, **hp)
+    assert frozen(buffers) == before
+
+
+def test_functional_step_at_uint64_max_runs():
+    buffers, hp = _adam_args()
+    functional.adam(*buffers, step=2**64 - 1, eps=1e-8, **hp)
+    assert buffers[0][0] < 1.0
+
+
+@pytest.mark.parametrize(
+    ("cls", "key"),
+    [(fastadam.Adagrad, "lr"), (fastadam.Adam, "amsgrad"), (fastadam.NAdam, "momentum_decay")],
+)
+def test_param_group_without_a_hyperparameter(cls, key):
+    """A hyperparameter deleted from a param group raised KeyError at the next step."""
+    p = np.ones(4, np.float32)
+    opt = cls([p])
+    opt.step([np.full_like(p, 0.5)])
+    del opt.param_groups[0][key]
+    watched = [p, opt.state]
+    before = frozen(watched)
+    with pytest.raises(ValueError, match=rf'^param group has no "{key}" entry$'):
+        opt.step([np.full_like(p, 0.5)])
+    assert frozen(watched) == before
+
+
+def test_loaded_param_group_without_a_hyperparameter():
+    """load_state_dict of a group without "amsgrad" raised KeyError."""
+    p = np.ones(4, np.float32)
+    opt = fastadam.Adam([p])
+    saved = opt.state_dict()
+    del saved["param_groups"][0]["amsgrad"]
+    with pytest.raises(ValueError, match=r'^param group has no "amsgrad" entry$'):
+        opt.load_state_dict(saved)
+    assert opt.param_groups[0]["amsgrad"] is False
+
+
+def test_state_without_a_step_count():
+    """A state entry whose "step" was deleted raised KeyError at the next step."""
+    p = np.ones(4, np.float32)
+    opt = fastadam.Adam([p])
+    opt.step([np.full_like(p, 0.5)])
+    del opt.state[0]["step"]
+    watched = [p, opt.state]
+    before = frozen(watched)
+    with pytest.raises(ValueError, match=r'^state\[0\] has no "step" entry$'):
+        opt.step([np.full_like(p, 0.5)])
+    assert frozen(watched) == before
+
+
+def test_load_state_dict_with_a_param_that_is_not_an_array():
+    """A param replaced in param_groups by a list made load_state_dict raise AttributeError."""
+    p = np.ones(4, np.float32)
+    opt = fastadam.Adam([p])
+    opt.step([np.full_like(p, 0.5)])
+    saved = opt.state_dict()
+    opt.param_groups[0]["params"][0] = [1.0, 2.0]
+    with pytest.raises(TypeError, match=r"^param 0 is a list, not a numpy.ndarray$"):
+        opt.load_state_dict(saved)
+    assert opt.state[0]["step"] == 1
+
+
+# ------------------------------------------------------------------ fastadam.torch
+
+
+@pytest.fixture
+def torch_adam(torch):
+    import fastadam.torch
+
+    p = torch.ones(4, requires_grad=True)
+    p.grad = torch.full((4,), 0.5)
+    opt = fastadam.torch.Adam([p])
+    opt.step()
+    return opt, p
+
+
+@pytest.mark.parametrize(
+    ("change", "error", "message"),
+    [
+        (
+            lambda sd: sd.pop("param_groups"),
+            ValueError,
+            r'^state_dict has no "param_groups" entry$',
+        ),
+        (lambda sd: sd.pop("state"), ValueError, r'^state_dict has no "state" entry$'),
+        (lambda sd: sd.update(state=[1]), TypeError, r'^state_dict\["state"\] must be a dict'),
+        (
+            lambda sd: sd.update(param_groups="ab"),
+            TypeError,
+            r'^state_dict\["param_groups"\] must be a list, got str$',
+        ),
+        (
+            lambda sd: sd["param_groups"].__setitem__(0, 5),
+            ValueError,
+            r'^param_groups\[0\] must be a dict with a "params" list$',
+        ),
+        (
+            lambda sd: sd["state"].__setitem__(0, object()),
+            TypeError,
+            r"^state\[0\] must be a dict, got object$",
+        ),
+        (
+            lambda sd: sd["state"][0].__setitem__(
+                "exp_avg", __import__("torch").empty(4, device="meta")
+            ),
+            ValueError,
+            r"^state\[0\]\['exp_avg'\] is a torch.strided torch.float32 tensor of shape \(4,\) "
+            r"on meta: it holds no data$",
+        ),
+    ],
+)
+def test_torch_load_state_dict_outline(torch_adam, change, error, message):
+    """fastadam.torch's load_state_dict raised KeyError (no "param_groups") or, at the next
+    step, AttributeError (a state entry that is not a dict) from inside torch.optim."""
+    opt, p = torch_adam
+    saved = opt.state_dict()
+    change(saved)
+    watched = [p, opt.state[p], opt.param_groups]
+    before = frozen(watched)
+    with pytest.raises(error, match=message):
+        opt.load_state_dict(saved)
+    assert frozen(watched) == before
+    with pytest.raises(TypeError, match=r"^state_dict must be a dict, got list$"):
+        opt.load_state_dict([])
+
+
+# ------------------------------------------------------------ fastadam.distributed
+
+
+@pytest.mark.parametrize(
+    ("args", "error", "message"),
+    [
+        ((10, 0, 0), ValueError, r"^world must be at least 1, got 0$"),
+        ((10, 2, 0, 0), ValueError, r"^alignment must be at least 1, got 0$"),
+        ((-1, 2, 0), ValueError, r"^n must be at least 0, got -1$"),
+        ((10, 2, 2), ValueError, r"^rank must be in \[0, 2\), got 2$"),
+        ((10, 2, -1), ValueError, r"^rank must be in \[0, 2\), got -1$"),
+        ((10.0, 2, 0), TypeError, r"^n must be an integer, got float$"),
+        ((10, True, 0), TypeError, r"^world must be an integer, got bool$"),
+        ((10, 2, None), TypeError, r"^rank must be an integer, got NoneType$"),
+    ],
+)
+def test_shard_bounds_arguments(args, error, message):
+    """shard_bounds(n, 0, 0) raised ZeroDivisionError; a rank past the world gave a shard."""
+    from fastadam.distributed import shard_bounds
+
+    with pytest.raises(error, match=message):
+        shard_bounds(*args)
+
+
+def test_shard_bounds_numpy_integers():
+    from fastadam.distributed import shard_bounds
+
+    assert shard_bounds(np.int64(1000), np.int32(3), np.int64(2)) == (768, 1000)
+
+
+@pytest.mark.parametrize(
+    ("state", "message"),
+    [
+        (np.zeros(3), r'^state_dict\["state"\] must be a dict, got ndarray$'),
+        ({0: [1, 2]}, r"^state\[0\] must be a dict, got list$"),
+    ],
+)
+def test_sharded_load_state_dict_of_odd_state(state, message):
+    """ShardedOptimizer.load_state_dict({"state": array}) raised AttributeError."""
+    require_module("mpi4py", "FASTADAM_REQUIRE_MPI")
+    from mpi4py import MPI
+
+    from fastadam.distributed import ShardedAdam
+
+    params = np.ones(100, np.float32)
+    opt = ShardedAdam(params, comm=MPI.COMM_SELF)
+    opt.step(np.full_like(params, 0.5))
+    watched = [params, opt.optimizer.state]
+    before = frozen(watched)
+    with pytest.raises(TypeError, match=message):
+        opt.load_state_dict({"state": state, "param_groups": opt.param_groups})
+    assert frozen(watched) == before
