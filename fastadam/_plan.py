@@ -285,7 +285,12 @@ def wanted(
     slots = slot_names(algorithm, group) if slots is None else slots
     needed = {s: (store, param.shape) for s in slots if s is not None}
     if store == np.uint8:
-        blocks = _formats.blocks(param.size, fmt.block_size)  # type: ignore[union-attr]
+        if fmt is None:  # the group's state_dtype changed since the state was made
+            raise ValueError(
+                "the state holds 8-bit codes, but its param group now has no state_dtype: "
+                "8-bit state cannot change format (delete the param's state to start afresh)"
+            )
+        blocks = _formats.blocks(param.size, fmt.block_size)
         needed |= {absmax_key(s): (np.dtype(np.float32), (blocks,)) for s in list(needed)}
     if fmt is not None and fmt.master(param):
         needed[MASTER] = (np.dtype(np.float32), param.shape)

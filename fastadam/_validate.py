@@ -92,8 +92,9 @@ def step(value: object) -> int:
         isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral)
     ):
         raise TypeError(f"step must be an integer, got {type(value).__name__}")
+    value = int(value)  # an Integral, checked above
     if value < 1:
         raise ValueError(f"Invalid step value: {value} (steps count from 1)")
     if value > MAX_STEP:
         raise ValueError(f"Invalid step value: {value} (at most 2**64 - 1)")
-    return int(value)
+    return value

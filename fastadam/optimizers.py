@@ -217,6 +217,10 @@ class Optimizer:
             for param in group["params"]:
                 grad = grads[index]
                 if grad is not None:
+                    if not isinstance(param, np.ndarray):  # replaced in param_groups
+                        raise TypeError(
+                            f"params[{index}] must be a numpy.ndarray, not {type(param).__name__}"
+                        )
                     state = self.state.get(index)
                     if state is None:
                         state = queued.created[index] = {"step": 0, **algorithm.scalars}

@@ -113,7 +113,7 @@ def _described(key: str, value: object) -> Any:
     dtype and shape that takes no memory, a 0-d step count as an int if it is whole."""
     if not isinstance(value, torch.Tensor):
         return value
-    if key == "step" and value.dim() == 0 and float(value).is_integer():
+    if key == "step" and value.dim() == 0 and not value.is_meta and float(value).is_integer():
         return int(value)
     dtype = _NUMPY_DTYPES.get(value.dtype)
     if dtype is None:
@@ -687,6 +687,12 @@ class Optimizer(torch.optim.Optimizer):
             raise TypeError(
                 f'state "step" of param {position} of group {number} must be a '
                 f"tensor, as torch.optim keeps it, got {type(count).__name__}"
+            )
+        if count.numel() != 1 or count.is_meta or count.is_complex():
+            raise ValueError(
+                f'state "step" of param {position} of group {number} must be a tensor '
+                f"holding one real number, got shape {tuple(count.shape)} {count.dtype} "
+                f"on {count.device}"
             )
         return int(count)
 

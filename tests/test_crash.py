@@ -558,7 +558,10 @@ def frozen(x: object) -> object:
 def _bits(torch: ModuleType, tensor: Any) -> bytes:
     if tensor.numel() == 0:  # an empty tensor's stride may be 0, which view() refuses
         return b""
-    return tensor.detach().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+    # A fresh tensor has the standard strides, which contiguous() keeps only in general:
+    # a tensor with a size-1 dim may stay "contiguous" with an odd stride that view refuses.
+    dense = torch.empty(tensor.shape, dtype=tensor.dtype).copy_(tensor.detach())
+    return dense.reshape(-1).view(torch.uint8).numpy().tobytes()
 
 
 def changed(before: dict[str, object], watched: dict[str, object]) -> list[str]:

@@ -91,6 +91,23 @@ def test_load_state_dict_with_a_param_that_is_not_an_array():
     assert opt.state[0]["step"] == 1
 
 
+@pytest.mark.parametrize("with_state", [False, True])
+def test_step_with_a_param_that_is_not_an_array(with_state):
+    """A param replaced in param_groups by bytes made step raise AttributeError while it
+    planned the state to create (found again after the merge of the planner)."""
+    p, q = np.ones(4, np.float32), np.ones(3, np.float32)
+    opt = fastadam.Adam([p, q])
+    if with_state:
+        opt.step([np.full_like(p, 0.5), np.full_like(q, 0.5)])
+        del opt.state[1]  # the step must create state, so it takes the general path
+    opt.param_groups[0]["params"][0] = b"\x00\x01"
+    watched = [q, opt.state]
+    before = frozen(watched)
+    with pytest.raises(TypeError, match=r"^params\[0\] must be a numpy.ndarray, not bytes"):
+        opt.step([np.full_like(p, 0.5), np.full_like(q, 0.5)])
+    assert frozen(watched) == before
+
+
 # ------------------------------------------------------------------ fastadam.torch
 
 
@@ -206,4 +223,28 @@ def test_sharded_load_state_dict_of_odd_state(state, message):
     before = frozen(watched)
     with pytest.raises(TypeError, match=message):
         opt.load_state_dict({"state": state, "param_groups": opt.param_groups})
+    assert frozen(watched) == before
+
+
+@pytest.mark.parametrize(
+    "step",
+    [
+        lambda torch: torch.tensor(1.0, device="meta"),
+        lambda torch: torch.tensor([1.0, 2.0]),
+        lambda torch: torch.tensor(1 + 0j),
+    ],
+    ids=["meta", "two-elements", "complex"],
+)
+def test_torch_step_count_without_one_real_value(torch_adam, torch, step):
+    """A "step" entry on the meta device raised RuntimeError (Tensor.item() on meta) at the
+    next step; one of two elements would have raised RuntimeError as well."""
+    opt, p = torch_adam
+    opt.state[p]["step"] = step(torch)
+    p.grad = torch.full((4,), 0.5)
+    watched = [p, opt.state[p]]
+    before = frozen(watched)
+    with pytest.raises(
+        ValueError, match=r'^state "step" of param 0 of group 0 must be a tensor holding one '
+    ):
+        opt.step()
     assert frozen(watched) == before
