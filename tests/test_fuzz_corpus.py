@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import require_module
 
 FUZZ = Path(__file__).resolve().parent / "fuzz"
 INPUTS = sorted((FUZZ / "corpus").glob("*/*"))
@@ -20,6 +21,8 @@ INPUTS = sorted((FUZZ / "corpus").glob("*/*"))
 
 @pytest.fixture(scope="module")
 def targets():
+    """tests/fuzz/targets.py; skips without atheris, fails then if FASTADAM_REQUIRE_FUZZ=1."""
+    require_module("atheris", "FASTADAM_REQUIRE_FUZZ")
     sys.path.insert(0, str(FUZZ))
     try:
         import targets
