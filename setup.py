@@ -85,7 +85,13 @@ if _flag("FASTADAM_SANITIZE"):
 
 
 class BuildExt(build_ext):
-    """Compile the C kernels with their own flags, then the Cython module."""
+    """Compile the C kernels with their own flags, then the Cython module; the
+    extensions build side by side, one per CPU (as ``build_ext --parallel``)."""
+
+    def finalize_options(self) -> None:
+        super().finalize_options()
+        if self.parallel is None:
+            self.parallel = os.cpu_count() or 1
 
     def build_extension(self, ext: Extension) -> None:
         if ext.name != "fastadam._ext":
@@ -144,6 +150,7 @@ setup(
     cmdclass={"build_ext": BuildExt},
     ext_modules=cythonize(
         [extension, *compiled_python],
+        nthreads=os.cpu_count() or 1,
         compiler_directives={
             "language_level": 3,
             "boundscheck": False,

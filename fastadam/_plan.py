@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeAlias
 
 import numpy as np
 
@@ -24,7 +24,7 @@ from . import _validate as check
 from ._table import Algorithm
 
 Group = Mapping[str, Any]
-Layout = tuple[_formats.Spec | None, tuple[str | None, ...] | None, str | None]
+Layout: TypeAlias = "tuple[_formats.Spec | None, tuple[str | None, ...] | None, str | None]"
 
 # The format options of a class with compressed formats, per param group.
 FORMAT_DEFAULTS: dict[str, Any] = {
@@ -191,7 +191,7 @@ def _immutable(value: object) -> bool:
     return type(value) in _IMMUTABLE
 
 
-GroupPlan = tuple[Group, tuple[str | None, ...], Layout]
+GroupPlan: TypeAlias = "tuple[Group, tuple[str | None, ...], Layout]"
 
 
 class Plans:

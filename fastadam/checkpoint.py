@@ -453,7 +453,8 @@ def _view(payload: memoryview, entry: object, index: int, path: str) -> np.ndarr
         raise bad(f"is not a valid array description: {entry!r}") from None
     try:
         dtype = _array_dtype(name)
-    except (TypeError, ValueError, AttributeError, ImportError):
+    except (TypeError, ValueError, SyntaxError, AttributeError, ImportError):
+        # np.dtype raises SyntaxError for some strings, such as ",f4"
         raise bad(f"has dtype {name!r}, which a checkpoint never holds") from None
     numbers = (*shape, offset, nbytes)
     if not all(type(n) is int and n >= 0 for n in numbers):

@@ -688,11 +688,17 @@ class Optimizer(torch.optim.Optimizer):
                 f'state "step" of param {position} of group {number} must be a '
                 f"tensor, as torch.optim keeps it, got {type(count).__name__}"
             )
-        if count.numel() != 1 or count.is_meta or count.is_complex():
+        # The step adds 1 to it after the kernels ran: it must take that in place.
+        if (
+            count.numel() != 1
+            or count.device.type != "cpu"
+            or count.layout != torch.strided
+            or count.dtype == torch.bool
+            or count.is_complex()
+        ):
             raise ValueError(
-                f'state "step" of param {position} of group {number} must be a tensor '
-                f"holding one real number, got shape {tuple(count.shape)} {count.dtype} "
-                f"on {count.device}"
+                f'state "step" of param {position} of group {number} must be a 1-element '
+                f"real CPU tensor, as torch.optim keeps it, got {_describe(count)}"
             )
         return int(count)
 

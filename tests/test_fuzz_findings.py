@@ -232,19 +232,22 @@ def test_sharded_load_state_dict_of_odd_state(state, message):
         lambda torch: torch.tensor(1.0, device="meta"),
         lambda torch: torch.tensor([1.0, 2.0]),
         lambda torch: torch.tensor(1 + 0j),
+        lambda torch: torch.tensor([1.0]).to_sparse(),
+        lambda torch: torch.tensor(True),
     ],
-    ids=["meta", "two-elements", "complex"],
+    ids=["meta", "two-elements", "complex", "sparse", "bool"],
 )
 def test_torch_step_count_without_one_real_value(torch_adam, torch, step):
     """A "step" entry on the meta device raised RuntimeError (Tensor.item() on meta) at the
-    next step; one of two elements would have raised RuntimeError as well."""
+    next step; a sparse or bool one raised RuntimeError from the in-place increment after
+    the kernels had updated the param (a half-done step); two elements, RuntimeError."""
     opt, p = torch_adam
     opt.state[p]["step"] = step(torch)
     p.grad = torch.full((4,), 0.5)
     watched = [p, opt.state[p]]
     before = frozen(watched)
     with pytest.raises(
-        ValueError, match=r'^state "step" of param 0 of group 0 must be a tensor holding one '
+        ValueError, match=r'^state "step" of param 0 of group 0 must be a 1-element real CPU '
     ):
         opt.step()
     assert frozen(watched) == before

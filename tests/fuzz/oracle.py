@@ -178,6 +178,9 @@ def values(source: Source, shape: tuple[int, ...], lo: float, hi: float) -> np.n
     return np.random.default_rng(source.seed()).uniform(lo, hi, shape)
 
 
+TINY = 1e-12  # the smallest nonzero magnitude of a tame buffer
+
+
 def tame_range(slot: str) -> tuple[float, float]:
     if slot in POSITIVE_SLOTS:
         return 0.5, 2.0
@@ -344,7 +347,9 @@ def is_tame_array(x: object, slot: str, dtype: np.dtype | None = None) -> bool:
         return False
     lo, hi = tame_range(slot)
     with np.errstate(all="ignore"):
-        return bool(np.all((x >= lo) & (x <= hi)))
+        # Nonzero magnitudes below TINY are not tame: their squares underflow in float32
+        # (a grad of 1.2e-38 gives exp_avg_sq 0 where the float64 twin has 1.4e-76).
+        return bool(np.all((x >= lo) & (x <= hi) & ((x == 0) | (np.abs(x) >= TINY))))
 
 
 def watch(objects: Mapping[str, object]) -> dict[str, object]:
