@@ -100,6 +100,9 @@ class Algorithm:
 
     def stored_scalars(self, state: Mapping[str, Any], where: str) -> dict[str, float]:
         """A param's scalar state, checked (``where`` names the state in errors)."""
+        for k in self.scalars:
+            if k not in state:  # say deleted between steps: not a KeyError
+                raise ValueError(f'{where} has no "{k}" entry')
         return {
             k: self.scalar_checks[k](state[k], f'{where}["{k}"]')
             if k in self.scalar_checks

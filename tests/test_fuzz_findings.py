@@ -79,6 +79,19 @@ def test_state_without_a_step_count():
     assert frozen(watched) == before
 
 
+def test_state_without_its_scalar_state():
+    """A NAdam state entry whose "mu_product" was deleted raised KeyError at the next step."""
+    p = np.ones(4, np.float32)
+    opt = fastadam.NAdam([p])
+    opt.step([np.full_like(p, 0.5)])
+    del opt.state[0]["mu_product"]
+    watched = [p, opt.state]
+    before = frozen(watched)
+    with pytest.raises(ValueError, match=r'^state\[0\] has no "mu_product" entry$'):
+        opt.step([np.full_like(p, 0.5)])
+    assert frozen(watched) == before
+
+
 def test_load_state_dict_with_a_param_that_is_not_an_array():
     """A param replaced in param_groups by a list made load_state_dict raise AttributeError."""
     p = np.ones(4, np.float32)
