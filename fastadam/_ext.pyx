@@ -900,7 +900,10 @@ cdef class Batch:
                 elif tensors:
                     step = self._read_count(entry["step"]) + 1
                 else:
-                    step = entry["step"] + 1
+                    step = entry["step"]
+                    if type(step) is not int or not 0 <= step < 0xFFFFFFFFFFFFFFFF:
+                        raise StateMissing(first + j)  # the front end's general path says why
+                    step += 1
                 if step != last_step:
                     coef_id = coef_id_for(step)
                     last_step = step

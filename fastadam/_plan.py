@@ -297,6 +297,18 @@ def wanted(
     return needed
 
 
+def initial_fits(name: str, value: float, largest: float, dtype: object) -> float:
+    """``value``, the start of state buffer ``name`` (Adagrad's ``initial_accumulator_value``),
+    if it is finite in the param's dtype (whose largest finite value is ``largest``);
+    else ValueError, rather than a buffer of infinities or torch's RuntimeError."""
+    if abs(value) > largest:
+        raise ValueError(
+            f"{name} would start at {value!r} (the group's initial value), beyond the "
+            f"range of the param's dtype {dtype}"
+        )
+    return value
+
+
 def stored(algorithm: Algorithm, entry: Mapping[str, Any], param: np.ndarray) -> np.dtype | None:
     """The format a saved entry's state is in, if it is one the param's state may have:
     state keeps the format it was created in, even if the group's options changed since."""
@@ -334,9 +346,7 @@ def check_entry(
                 expected[absmax_key(slot)] = every[absmax_key(slot)]
     if "step" not in entry:
         raise ValueError(f'state[{index}] is missing "step"')
-    step = entry["step"]
-    if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
-        raise ValueError(f'state[{index}]["step"] must be an integer >= 0, got {step!r}')
+    step = check.step_count(entry["step"], f'state[{index}]["step"]')
     for name in algorithm.scalars:
         if name not in entry:
             raise ValueError(f'state[{index}] is missing "{name}"')
@@ -346,7 +356,7 @@ def check_entry(
         if key not in entry:
             raise ValueError(f'state[{index}] is missing "{key}"')
         _check_buffer(f'state[{index}]["{key}"]', entry[key], param, *expected[key])
-    return int(step), keys
+    return step, keys
 
 
 def check_8bit_state(

@@ -24,7 +24,10 @@ def real(name: str, value: object) -> float:
         return value
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # an int beyond float's range
+        raise ValueError(f"{name} is too large for a float: {value}") from None
 
 
 def in_range(
@@ -98,3 +101,15 @@ def step(value: object) -> int:
     if value > MAX_STEP:
         raise ValueError(f"Invalid step value: {value} (at most 2**64 - 1)")
     return value
+
+
+def step_count(value: object, where: str) -> int:
+    """A param's stored step count (the steps taken so far): an integer from 0 to
+    2**64 - 2, so that the next step fits the C boundary's uint64. ``where`` names the
+    state entry in the error."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{where} must be an integer >= 0, got {value!r}")
+    count = int(value)
+    if not 0 <= count < MAX_STEP:
+        raise ValueError(f"{where} must be an integer >= 0 and < 2**64 - 1, got {count}")
+    return count

@@ -191,7 +191,9 @@ class Optimizer:
         dtype, shape = _plan.wanted(self.algorithm, param, group)[key]
         initial = self.algorithm.initial
         if dtype == param.dtype and shape == param.shape and initial is not None:
-            return np.full_like(param, initial(key, group))
+            value = initial(key, group)
+            largest = float(np.finfo(dtype).max)
+            return np.full_like(param, _plan.initial_fits(f'state "{key}"', value, largest, dtype))
         return np.zeros(shape, dtype)
 
     def _queue(self, grads: list[np.ndarray | None]) -> Queued:
@@ -232,14 +234,15 @@ class Optimizer:
                         state = queued.created[index] = {**state, **fresh}
                     if "step" not in state:
                         raise ValueError(f'state[{index}] has no "step" entry')
-                    step = state["step"] + 1
+                    step = check.step_count(state["step"], f'state[{index}]["step"]') + 1
                     scalars = algorithm.stored_scalars(state, f"state[{index}]")
                     if algorithm.scalars:
                         scalars = algorithm.advanced(group, step, scalars)
                         queued.scaled.append((state, scalars))
-                    key = (step, any(s in missing for s in slots), *scalars.values())
+                    fresh = any(s in missing for s in slots)
+                    key = (step, fresh, *scalars.values())
                     if key not in coef_ids:
-                        coef = algorithm.coefficients(group, step, key[1], scalars)
+                        coef = algorithm.coefficients(group, step, fresh, scalars)
                         coef_ids[key] = batch.add_coef(coef)
                     buffers = (param, grad, *[None if s is None else state[s] for s in slots])
                     if absmax is not None or master is not None:

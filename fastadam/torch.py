@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar
@@ -700,7 +701,13 @@ class Optimizer(torch.optim.Optimizer):
                 f'state "step" of param {position} of group {number} must be a 1-element '
                 f"real CPU tensor, as torch.optim keeps it, got {_describe(count)}"
             )
-        return int(count)
+        value = count.item()
+        if not (math.isfinite(value) and 0 <= value < 2.0**53):
+            raise ValueError(
+                f'state "step" of param {position} of group {number} must hold a count from '
+                f"0 to 2**53, got {value}"
+            )
+        return int(value)
 
     @staticmethod
     def _labels(number: int, position: int, slots: tuple[str | None, ...]) -> tuple[str, ...]:
@@ -970,7 +977,12 @@ class Adagrad(Optimizer):
                 self.state[param] = self._new_state(param, ("step", "sum"))
 
     def _new_buffer(self, slot: str, param: torch.Tensor) -> torch.Tensor:
-        value = self.defaults["initial_accumulator_value"]
+        value = _plan.initial_fits(
+            f'state "{slot}"',
+            self.defaults["initial_accumulator_value"],
+            torch.finfo(param.dtype).max if param.is_floating_point() else math.inf,
+            param.dtype,
+        )
         return torch.full_like(param, value, memory_format=torch.preserve_format)
 
 

@@ -79,6 +79,65 @@ def test_state_without_a_step_count():
     assert frozen(watched) == before
 
 
+@pytest.mark.parametrize("count", [-5, 2**64 - 1, 2**70, 1.5, "2", True])
+@pytest.mark.parametrize("complete", [True, False])
+def test_state_with_an_odd_step_count(count, complete):
+    """A negative "step" in a NumPy optimizer's state raised OverflowError at the C
+    boundary; one that is not an integer raised TypeError or went on as a float."""
+    p = np.ones(4, np.float32)
+    opt = fastadam.Adam([p])
+    opt.step([np.full_like(p, 0.5)])
+    opt.state[0]["step"] = count
+    if not complete:  # the step must create a buffer: the general path
+        del opt.state[0]["exp_avg"]
+    watched = [p, opt.state]
+    before = frozen(watched)
+    with pytest.raises(ValueError, match=r'^state\[0\]\["step"\] must be an integer >= 0'):
+        opt.step([np.full_like(p, 0.5)])
+    assert frozen(watched) == before
+
+
+def test_hyperparameter_beyond_float():
+    """An int hyperparameter beyond float's range raised OverflowError from float()."""
+    p = np.ones(4, np.float32)
+    with pytest.raises(ValueError, match=r"^lr is too large for a float: 1000000000"):
+        fastadam.Adam([p], lr=10**400)
+    with pytest.raises(ValueError, match=r"^lr is too large for a float"):
+        functional.adam(
+            p,
+            p.copy(),
+            np.zeros_like(p),
+            np.zeros_like(p),
+            step=1,
+            lr=10**400,
+            beta1=0.9,
+            beta2=0.999,
+            eps=1e-8,
+        )
+
+
+def test_initial_accumulator_value_beyond_the_param_dtype(torch):
+    """Adagrad's initial_accumulator_value of 1e308 raised RuntimeError from torch.full_like
+    for float32 params (fastadam.torch); the NumPy class made a state of infinities."""
+    import fastadam.torch
+
+    with pytest.raises(
+        ValueError, match=r'^state "sum" would start at 1e\+308 .* dtype (torch\.)?float32$'
+    ):
+        fastadam.torch.Adagrad([torch.ones(3)], initial_accumulator_value=1e308)
+    p = np.ones(4, np.float32)
+    opt = fastadam.Adagrad([p], initial_accumulator_value=1e308)
+    before = frozen([p, opt.state])
+    with pytest.raises(
+        ValueError, match=r'^state "sum" would start at 1e\+308 .* dtype (torch\.)?float32$'
+    ):
+        opt.step([np.full_like(p, 0.5)])
+    assert frozen([p, opt.state]) == before
+    q = np.ones(4, np.float64)  # fits float64
+    fastadam.Adagrad([q], initial_accumulator_value=1e308).step([np.full_like(q, 0.5)])
+    assert np.isfinite(q).all()
+
+
 def test_state_without_its_scalar_state():
     """A NAdam state entry whose "mu_product" was deleted raised KeyError at the next step."""
     p = np.ones(4, np.float32)
@@ -247,8 +306,10 @@ def test_sharded_load_state_dict_of_odd_state(state, message):
         lambda torch: torch.tensor(1 + 0j),
         lambda torch: torch.tensor([1.0]).to_sparse(),
         lambda torch: torch.tensor(True),
+        lambda torch: torch.tensor(-3.0),
+        lambda torch: torch.tensor(float("nan")),
     ],
-    ids=["meta", "two-elements", "complex", "sparse", "bool"],
+    ids=["meta", "two-elements", "complex", "sparse", "bool", "negative", "nan"],
 )
 def test_torch_step_count_without_one_real_value(torch_adam, torch, step):
     """A "step" entry on the meta device raised RuntimeError (Tensor.item() on meta) at the
@@ -260,7 +321,8 @@ def test_torch_step_count_without_one_real_value(torch_adam, torch, step):
     watched = [p, opt.state[p]]
     before = frozen(watched)
     with pytest.raises(
-        ValueError, match=r'^state "step" of param 0 of group 0 must be a 1-element real CPU '
+        ValueError,
+        match=r'^state "step" of param 0 of group 0 must (be a 1-element real CPU|hold a count)',
     ):
         opt.step()
     assert frozen(watched) == before
