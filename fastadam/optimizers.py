@@ -239,10 +239,10 @@ class Optimizer:
                     if algorithm.scalars:
                         scalars = algorithm.advanced(group, step, scalars)
                         queued.scaled.append((state, scalars))
-                    fresh = any(s in missing for s in slots)
-                    key = (step, fresh, *scalars.values())
+                    started = any(s in missing for s in slots)
+                    key = (step, started, *scalars.values())
                     if key not in coef_ids:
-                        coef = algorithm.coefficients(group, step, fresh, scalars)
+                        coef = algorithm.coefficients(group, step, started, scalars)
                         coef_ids[key] = batch.add_coef(coef)
                     buffers = (param, grad, *[None if s is None else state[s] for s in slots])
                     if absmax is not None or master is not None:

@@ -17,6 +17,23 @@ import fastadam
 from fastadam import functional
 
 
+def stepped_after(state_change, algorithm=fastadam.Adam):
+    """An optimizer of one param after one step, then ``state_change(state)``."""
+    p = np.ones(4, np.float32)
+    opt = algorithm([p])
+    opt.step([np.full_like(p, 0.5)])
+    state_change(opt.state[0])
+    return opt, p
+
+
+def assert_refused(call, watched, error, match):
+    """``call`` raises ``error`` matching ``match`` and changes nothing ``watched``."""
+    before = frozen(watched)
+    with pytest.raises(error, match=match):
+        call()
+    assert frozen(watched) == before
+
+
 def _adam_args() -> tuple[list[np.ndarray], dict[str, float]]:
     p, g = np.ones(4, np.float32), np.full(4, 0.5, np.float32)
     return [p, g, np.zeros_like(p), np.zeros_like(p)], {"lr": 0.1, "beta1": 0.9, "beta2": 0.999}
@@ -68,15 +85,9 @@ def test_loaded_param_group_without_a_hyperparameter():
 
 def test_state_without_a_step_count():
     """A state entry whose "step" was deleted raised KeyError at the next step."""
-    p = np.ones(4, np.float32)
-    opt = fastadam.Adam([p])
-    opt.step([np.full_like(p, 0.5)])
-    del opt.state[0]["step"]
-    watched = [p, opt.state]
-    before = frozen(watched)
-    with pytest.raises(ValueError, match=r'^state\[0\] has no "step" entry$'):
-        opt.step([np.full_like(p, 0.5)])
-    assert frozen(watched) == before
+    opt, p = stepped_after(lambda state: state.pop("step"))
+    step = lambda: opt.step([np.full_like(p, 0.5)])  # noqa: E731
+    assert_refused(step, [p, opt.state], ValueError, r'^state\[0\] has no "step" entry$')
 
 
 @pytest.mark.parametrize("count", [-5, 2**64 - 1, 2**70, 1.5, "2", True])
@@ -84,17 +95,16 @@ def test_state_without_a_step_count():
 def test_state_with_an_odd_step_count(count, complete):
     """A negative "step" in a NumPy optimizer's state raised OverflowError at the C
     boundary; one that is not an integer raised TypeError or went on as a float."""
-    p = np.ones(4, np.float32)
-    opt = fastadam.Adam([p])
-    opt.step([np.full_like(p, 0.5)])
-    opt.state[0]["step"] = count
-    if not complete:  # the step must create a buffer: the general path
-        del opt.state[0]["exp_avg"]
-    watched = [p, opt.state]
-    before = frozen(watched)
-    with pytest.raises(ValueError, match=r'^state\[0\]\["step"\] must be an integer >= 0'):
-        opt.step([np.full_like(p, 0.5)])
-    assert frozen(watched) == before
+
+    def change(state):
+        state["step"] = count
+        if not complete:  # the step must create a buffer: the general path
+            del state["exp_avg"]
+
+    opt, p = stepped_after(change)
+    step = lambda: opt.step([np.full_like(p, 0.5)])  # noqa: E731
+    message = r'^state\[0\]\["step"\] must be an integer >= 0'
+    assert_refused(step, [p, opt.state], ValueError, message)
 
 
 def test_hyperparameter_beyond_float():
@@ -127,12 +137,9 @@ def test_initial_accumulator_value_beyond_the_param_dtype(torch):
         fastadam.torch.Adagrad([torch.ones(3)], initial_accumulator_value=1e308)
     p = np.ones(4, np.float32)
     opt = fastadam.Adagrad([p], initial_accumulator_value=1e308)
-    before = frozen([p, opt.state])
-    with pytest.raises(
-        ValueError, match=r'^state "sum" would start at 1e\+308 .* dtype (torch\.)?float32$'
-    ):
-        opt.step([np.full_like(p, 0.5)])
-    assert frozen([p, opt.state]) == before
+    step = lambda: opt.step([np.full_like(p, 0.5)])  # noqa: E731
+    message = r'^state "sum" would start at 1e\+308 .* dtype float32$'
+    assert_refused(step, [p, opt.state], ValueError, message)
     q = np.ones(4, np.float64)  # fits float64
     fastadam.Adagrad([q], initial_accumulator_value=1e308).step([np.full_like(q, 0.5)])
     assert np.isfinite(q).all()
@@ -140,15 +147,10 @@ def test_initial_accumulator_value_beyond_the_param_dtype(torch):
 
 def test_state_without_its_scalar_state():
     """A NAdam state entry whose "mu_product" was deleted raised KeyError at the next step."""
-    p = np.ones(4, np.float32)
-    opt = fastadam.NAdam([p])
-    opt.step([np.full_like(p, 0.5)])
-    del opt.state[0]["mu_product"]
-    watched = [p, opt.state]
-    before = frozen(watched)
-    with pytest.raises(ValueError, match=r'^state\[0\] has no "mu_product" entry$'):
-        opt.step([np.full_like(p, 0.5)])
-    assert frozen(watched) == before
+    opt, p = stepped_after(lambda state: state.pop("mu_product"), fastadam.NAdam)
+    step = lambda: opt.step([np.full_like(p, 0.5)])  # noqa: E731
+    message = r'^state\[0\] has no "mu_product" entry$'
+    assert_refused(step, [p, opt.state], ValueError, message)
 
 
 def test_load_state_dict_with_a_param_that_is_not_an_array():
