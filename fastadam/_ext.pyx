@@ -578,6 +578,9 @@ cdef size_t _span_bytes(const fa_tensor *t, int b) noexcept nogil:
     return t.n * 2
 
 
+cdef enum:
+    _COUNT_BUF = -1  # the buf of a step count's span
+
 cdef struct _Span:
     uintptr_t start
     uintptr_t end
@@ -624,16 +627,18 @@ cdef void _sort_spans(_Span *spans, _Span *scratch, size_t n) noexcept nogil:
 
 
 cdef int _check_disjoint(const fa_tensor *tensors, size_t ntensors, tuple names,
-                         object indices) except -1:
+                         object indices, const _Count *counts=NULL,
+                         size_t ncounts=0) except -1:
     """Raise if a written buffer overlaps any other buffer of the call.
 
     Spans are sorted by start; a span overlaps an earlier one exactly when it
     starts before the furthest end seen so far. Gradients may share memory with
-    each other (they are only read), nothing else may.
+    each other (they are only read), nothing else may. The step count tensors
+    incremented after the run (``counts``) are written buffers too.
     """
-    cdef size_t nspans = 0, i, k
+    cdef size_t nspans = 0, i, k, most = ntensors * _ALL_BUFS + ncounts
     cdef int b
-    cdef _Span *spans = <_Span *>PyMem_Malloc(2 * ntensors * _ALL_BUFS * sizeof(_Span) + 1)
+    cdef _Span *spans = <_Span *>PyMem_Malloc(2 * most * sizeof(_Span) + 1)
     if spans == NULL:
         raise MemoryError()
     cdef _Span furthest_any, furthest_written, other
@@ -647,7 +652,15 @@ cdef int _check_disjoint(const fa_tensor *tensors, size_t ntensors, tuple names,
                     spans[nspans].tensor = i
                     spans[nspans].buf = b
                     nspans += 1
-        _sort_spans(spans, spans + ntensors * _ALL_BUFS, nspans)
+        for i in range(ncounts):
+            spans[nspans].start = <uintptr_t>counts[i].data
+            spans[nspans].end = spans[nspans].start + (
+                sizeof(float) if counts[i].type == cnp.NPY_FLOAT32 else sizeof(double)
+            )
+            spans[nspans].tensor = i
+            spans[nspans].buf = _COUNT_BUF
+            nspans += 1
+        _sort_spans(spans, spans + most, nspans)
         for k in range(nspans):
             clash = False
             if have_written and furthest_written.end > spans[k].start:
@@ -674,6 +687,8 @@ cdef int _check_disjoint(const fa_tensor *tensors, size_t ntensors, tuple names,
 
 
 cdef str _span_label(_Span s, tuple names, object indices):
+    if s.buf == _COUNT_BUF:
+        return 'a state "step" count'
     return _label(names[s.buf], -1 if indices is None else indices[s.tensor])
 
 
@@ -968,7 +983,9 @@ cdef class Batch:
     def check(self):
         """Raise if any written buffer overlaps another buffer of the batch."""
         self._link()
-        _check_disjoint(self.tensors, self.ntensors, self.names, self.indices)
+        _check_disjoint(
+            self.tensors, self.ntensors, self.names, self.indices, self.counts, self.ncounts
+        )
 
     def grads_finite(self):
         """Whether every queued gradient is free of NaN and infinity (one read-only pass)."""

@@ -140,6 +140,21 @@ def _cast_as_torch(key: str, value: object, param: torch.Tensor) -> object:
     return value if value.dtype in kept else value.to(dtype=param.dtype)
 
 
+def _counts_apart(steps: list[torch.Tensor], written: list[torch.Tensor]) -> None:
+    """Raise unless every step count (incremented in place after the kernels ran) has
+    memory apart from the params and state buffers the step updates."""
+    if not steps:
+        return
+    plain = (torch.Tensor, torch.nn.Parameter)
+    storages = {t.untyped_storage().data_ptr() for t in written if type(t) in plain}
+    for count in steps:
+        if type(count) in plain and count.untyped_storage().data_ptr() in storages:
+            raise ValueError(
+                'a state "step" count shares memory with a param or state buffer that the '
+                "step updates; every buffer that is updated must have memory of its own"
+            )
+
+
 def _scalar_tensor(value: object) -> bool:
     """Whether ``value`` is scalar state as torch.optim keeps it: a dense, floating,
     1-element CPU tensor."""
@@ -633,6 +648,7 @@ class Optimizer(torch.optim.Optimizer):
                 written += touched
                 if shard is not None:
                     written += [_local(t, shard) for t in touched]
+        _counts_apart(steps, written)
         try:
             batch.run()
         except ValueError as error:

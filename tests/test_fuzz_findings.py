@@ -328,3 +328,20 @@ def test_torch_step_count_without_one_real_value(torch_adam, torch, step):
     ):
         opt.step()
     assert frozen(watched) == before
+
+
+@pytest.mark.parametrize("general", [False, True])
+def test_torch_step_count_sharing_memory_with_the_param(torch, general):
+    """A "step" entry that was the (1-element, float64) param itself passed every check,
+    and the increment after the kernels added 1 to the param."""
+    import fastadam.torch
+
+    p = torch.ones(1, dtype=torch.float64, requires_grad=True)
+    p.grad = torch.full((1,), 0.5, dtype=torch.float64)
+    opt = fastadam.torch.Adam([p])
+    opt.step()
+    opt.state[p]["step"] = p.data
+    if general:  # a missing buffer: the general path, whose increment is torch's
+        del opt.state[p]["exp_avg_sq"]
+    message = r'state "step" count'
+    assert_refused(opt.step, [p, opt.state[p]], ValueError, message)

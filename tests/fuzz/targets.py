@@ -159,7 +159,9 @@ def _constructor_hp(source: Source, cls: Any, algo: str, tame: bool) -> dict[str
 
 def _group_hp(algo: str, group: dict[str, Any]) -> dict[str, Any] | None:
     """The twin's keywords for a group, or None where the twin does not apply."""
-    if any(group.get(k) not in (None, False, 0) for k in ("state_dtype", "master_weights")):
+    # By identity and type: a value may be an array, whose == has no truth value.
+    plain = [group.get(k) for k in ("state_dtype", "master_weights")]
+    if any(not (v is None or v is False or (type(v) is int and v == 0)) for v in plain):
         return None
     hp = twin_keywords(algo, group)
     return hp if is_tame_hyperparameters(hp) else None
