@@ -140,19 +140,25 @@ def _cast_as_torch(key: str, value: object, param: torch.Tensor) -> object:
     return value if value.dtype in kept else value.to(dtype=param.dtype)
 
 
-def _counts_apart(steps: list[torch.Tensor], written: list[torch.Tensor]) -> None:
-    """Raise unless every step count (incremented in place after the kernels ran) has
-    memory apart from the params and state buffers the step updates."""
-    if not steps:
+def _apart(written_after: list[torch.Tensor], written: list[torch.Tensor]) -> None:
+    """Raise unless every tensor written after the kernels ran (step counts, incremented
+    in place; NAdam's mu_product) has memory of its own: apart from the params and state
+    buffers the step updates, and from each other."""
+    if not written_after:
         return
     plain = (torch.Tensor, torch.nn.Parameter)
-    storages = {t.untyped_storage().data_ptr() for t in written if type(t) in plain}
-    for count in steps:
-        if type(count) in plain and count.untyped_storage().data_ptr() in storages:
+    seen = {t.untyped_storage().data_ptr() for t in written if type(t) in plain}
+    for tensor in written_after:
+        if type(tensor) not in plain:
+            continue
+        where = tensor.untyped_storage().data_ptr()
+        if where in seen:
             raise ValueError(
-                'a state "step" count shares memory with a param or state buffer that the '
-                "step updates; every buffer that is updated must have memory of its own"
+                'a state "step" count or scalar state tensor shares memory with a param or '
+                "another state tensor that the step updates; every buffer that is updated "
+                "must have memory of its own"
             )
+        seen.add(where)
 
 
 def _scalar_tensor(value: object) -> bool:
@@ -648,7 +654,7 @@ class Optimizer(torch.optim.Optimizer):
                 written += touched
                 if shard is not None:
                     written += [_local(t, shard) for t in touched]
-        _counts_apart(steps, written)
+        _apart([*steps, *[state[k] for state, product in scaled for k in product]], written)
         try:
             batch.run()
         except ValueError as error:

@@ -345,3 +345,17 @@ def test_torch_step_count_sharing_memory_with_the_param(torch, general):
         del opt.state[p]["exp_avg_sq"]
     message = r'state "step" count'
     assert_refused(opt.step, [p, opt.state[p]], ValueError, message)
+
+
+def test_torch_nadam_mu_product_sharing_memory_with_the_param(torch):
+    """NAdam's "mu_product" that was the 0-d param itself: the product written after the
+    kernels overwrote the param."""
+    import fastadam.torch
+
+    p = torch.ones((), dtype=torch.float32, requires_grad=True)
+    p.grad = torch.full((), 0.5)
+    opt = fastadam.torch.NAdam([p])
+    opt.step()
+    opt.state[p]["mu_product"] = p.data
+    message = r"scalar state tensor shares memory"
+    assert_refused(opt.step, [p, opt.state[p]], ValueError, message)
