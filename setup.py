@@ -136,13 +136,22 @@ extension = Extension(
     extra_link_args=link_args + sanitize,
 )
 
-# The per-call hyperparameter checks are plain Python modules; compiled, a call
-# of the functional API costs about half as much. They work uncompiled too, and so
+# The per-call path (hyperparameter checks, step planner, functional API, NumPy
+# classes) is plain Python modules; compiled, the fixed cost of a functional call is
+# about half what it is interpreted. They work uncompiled too, and so
 # they stay under the sanitizers, which are there for the kernels and the boundary:
 # compiling Cython's C for them with -fsanitize took most of a sanitized build.
 compiled_python = [
     Extension(f"fastadam.{name}", [f"fastadam/{name}.py"], extra_compile_args=["-O2"])
-    for name in ("_validate", "_algorithms", "_formats", "_table", "_plan", "optimizers")
+    for name in (
+        "_validate",
+        "_algorithms",
+        "_formats",
+        "_table",
+        "_plan",
+        "functional",
+        "optimizers",
+    )
     if not sanitize
 ]
 

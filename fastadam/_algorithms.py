@@ -9,7 +9,18 @@ from __future__ import annotations
 
 import math
 
-from . import _validate as check
+# The checks as module globals: compiled, a global is a cached lookup, where an
+# attribute of the module would be a dictionary lookup at every call.
+from ._validate import beta as check_beta
+from ._validate import eps as check_eps
+from ._validate import finite as check_finite
+from ._validate import flag as check_flag
+from ._validate import in_range as check_in_range
+from ._validate import lr as check_lr
+from ._validate import momentum as check_momentum
+from ._validate import real as check_real
+from ._validate import step as check_step
+from ._validate import weight_decay as check_weight_decay
 
 Coefficients = tuple[float, ...]
 
@@ -20,12 +31,12 @@ def _adam_hyperparameters(
     """The checks Adam, NAdam and RAdam share, in torch.optim's order: (step, lr, beta1,
     beta2, eps, weight_decay)."""
     return (
-        check.step(step),
-        check.lr(lr),
-        check.beta(0, beta1, "beta1"),
-        check.beta(1, beta2, "beta2"),
-        check.eps(eps),
-        check.weight_decay(weight_decay),
+        check_step(step),
+        check_lr(lr),
+        check_beta(0, beta1, "beta1"),
+        check_beta(1, beta2, "beta2"),
+        check_eps(eps),
+        check_weight_decay(weight_decay),
     )
 
 
@@ -46,17 +57,20 @@ def adam(
     maximize: object,
 ) -> Coefficients:
     t, lr_, b1, b2, eps_, wd = _adam_hyperparameters(step, lr, beta1, beta2, eps, weight_decay)
-    decoupled = check.flag("decoupled_weight_decay", decoupled_weight_decay)
+    decoupled = check_flag("decoupled_weight_decay", decoupled_weight_decay)
+    maximize_ = check_flag("maximize", maximize)
     bias_correction1 = 1.0 - b1**t
     bias_correction2 = 1.0 - b2**t
+    l2, scale = _decay(lr_, wd, decoupled)
     return (
         b1,
         b2,
         eps_,
         lr_ / bias_correction1,
         math.sqrt(bias_correction2),
-        *_decay(lr_, wd, decoupled),
-        float(check.flag("maximize", maximize)),
+        l2,
+        scale,
+        float(maximize_),
     )
 
 
@@ -70,14 +84,14 @@ def sgd(
     maximize: object,
     first_step: bool,
 ) -> Coefficients:
-    lr_ = check.lr(lr)
-    mom = check.momentum(momentum)
-    damp = check.finite("dampening", dampening)
-    wd = check.weight_decay(weight_decay)
-    nest = check.flag("nesterov", nesterov)
+    lr_ = check_lr(lr)
+    mom = check_momentum(momentum)
+    damp = check_finite("dampening", dampening)
+    wd = check_weight_decay(weight_decay)
+    nest = check_flag("nesterov", nesterov)
     if nest and (mom <= 0 or damp != 0):
         raise ValueError("Nesterov momentum requires a momentum and zero dampening")
-    maximize_ = check.flag("maximize", maximize)
+    maximize_ = check_flag("maximize", maximize)
     return (lr_, mom, damp, wd, float(nest), float(maximize_), float(first_step))
 
 
@@ -91,14 +105,14 @@ def rmsprop(
     centered: object,
     maximize: object,
 ) -> Coefficients:
-    check.flag("centered", centered)
+    check_flag("centered", centered)
     return (
-        check.lr(lr),
-        check.in_range("alpha", alpha, "Invalid alpha value: {}"),
-        check.eps(eps),
-        check.weight_decay(weight_decay),
-        check.momentum(momentum),
-        float(check.flag("maximize", maximize)),
+        check_lr(lr),
+        check_in_range("alpha", alpha, "Invalid alpha value: {}"),
+        check_eps(eps),
+        check_weight_decay(weight_decay),
+        check_momentum(momentum),
+        float(check_flag("maximize", maximize)),
     )
 
 
@@ -111,19 +125,19 @@ def adagrad(
     eps: object,
     maximize: object,
 ) -> Coefficients:
-    t = check.step(step)
-    lr_ = check.lr(lr)
-    decay = check.in_range("lr_decay", lr_decay, "Invalid lr_decay value: {}")
+    t = check_step(step)
+    lr_ = check_lr(lr)
+    decay = check_in_range("lr_decay", lr_decay, "Invalid lr_decay value: {}")
     return (
         lr_ / (1.0 + (t - 1) * decay),
-        check.eps(eps),
-        check.weight_decay(weight_decay),
-        float(check.flag("maximize", maximize)),
+        check_eps(eps),
+        check_weight_decay(weight_decay),
+        float(check_flag("maximize", maximize)),
     )
 
 
 def initial_accumulator_value(value: object) -> float:
-    return check.in_range(
+    return check_in_range(
         "initial_accumulator_value", value, "Invalid initial_accumulator_value value: {}"
     )
 
@@ -138,16 +152,16 @@ def adamax(
     weight_decay: object,
     maximize: object,
 ) -> Coefficients:
-    t = check.step(step)
-    lr_ = check.lr(lr)
-    b1, b2 = check.beta(0, beta1, "beta1"), check.beta(1, beta2, "beta2")
+    t = check_step(step)
+    lr_ = check_lr(lr)
+    b1, b2 = check_beta(0, beta1, "beta1"), check_beta(1, beta2, "beta2")
     return (
         b1,
         b2,
-        check.eps(eps),
+        check_eps(eps),
         lr_ / (1.0 - b1**t),
-        check.weight_decay(weight_decay),
-        float(check.flag("maximize", maximize)),
+        check_weight_decay(weight_decay),
+        float(check_flag("maximize", maximize)),
     )
 
 
@@ -160,11 +174,11 @@ def lion(
     maximize: object,
 ) -> Coefficients:
     return (
-        check.lr(lr),
-        check.beta(0, beta1, "beta1"),
-        check.beta(1, beta2, "beta2"),
-        check.weight_decay(weight_decay),
-        float(check.flag("maximize", maximize)),
+        check_lr(lr),
+        check_beta(0, beta1, "beta1"),
+        check_beta(1, beta2, "beta2"),
+        check_weight_decay(weight_decay),
+        float(check_flag("maximize", maximize)),
     )
 
 
@@ -180,7 +194,7 @@ def check_mu_product(value: object, name: str = "mu_product") -> float:
 
     0 is valid: beta1 = 0 gives 0 at once, and beta1 < 0.5 underflows to 0 in time.
     """
-    x = check.real(name, value)
+    x = check_real(name, value)
     if not 0.0 <= x <= 1.0:
         raise ValueError(
             f"Invalid {name} value: {value} (a product of momentum coefficients in [0, 1); "
@@ -210,9 +224,9 @@ def nadam(
     tensor multiplies it first, as torch.optim.NAdam does); it is then returned as is.
     """
     t, lr_, b1, b2, eps_, wd = _adam_hyperparameters(step, lr, beta1, beta2, eps, weight_decay)
-    psi = check.in_range("momentum_decay", momentum_decay, "Invalid momentum_decay value: {}")
-    decoupled = check.flag("decoupled_weight_decay", decoupled_weight_decay)
-    maximize_ = check.flag("maximize", maximize)
+    psi = check_in_range("momentum_decay", momentum_decay, "Invalid momentum_decay value: {}")
+    decoupled = check_flag("decoupled_weight_decay", decoupled_weight_decay)
+    maximize_ = check_flag("maximize", maximize)
     product = check_mu_product(mu_product)
     # As torch.optim.NAdam, in double: the momentum cache mu_t and mu_{t+1}.
     mu = momentum_cache(b1, psi, t)
@@ -220,6 +234,7 @@ def nadam(
     if not updated:
         product *= mu
     product_next = product * mu_next
+    l2, scale = _decay(lr_, wd, decoupled)
     coef = (
         b1,
         b2,
@@ -227,7 +242,8 @@ def nadam(
         1 - b2**t,
         -lr_ * (1.0 - mu) / (1.0 - product),
         (-lr_ * mu_next) / (1.0 - product_next),
-        *_decay(lr_, wd, decoupled),
+        l2,
+        scale,
         float(maximize_),
     )
     return coef, product
@@ -245,8 +261,8 @@ def radam(
     maximize: object,
 ) -> Coefficients:
     t, lr_, b1, b2, eps_, wd = _adam_hyperparameters(step, lr, beta1, beta2, eps, weight_decay)
-    decoupled = check.flag("decoupled_weight_decay", decoupled_weight_decay)
-    maximize_ = check.flag("maximize", maximize)
+    decoupled = check_flag("decoupled_weight_decay", decoupled_weight_decay)
+    maximize_ = check_flag("maximize", maximize)
     bias_correction1 = 1 - b1**t
     bias_correction2 = 1 - b2**t
     # As torch.optim.RAdam, in double: the length of the approximated SMA, its limit,
@@ -258,6 +274,7 @@ def radam(
         rect = (
             (rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)
         ) ** 0.5
+    l2, scale = _decay(lr_, wd, decoupled)
     return (
         b1,
         b2,
@@ -266,6 +283,7 @@ def radam(
         lr_,
         bias_correction2**0.5,
         rect,
-        *_decay(lr_, wd, decoupled),
+        l2,
+        scale,
         float(maximize_),
     )

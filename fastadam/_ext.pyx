@@ -580,6 +580,8 @@ cdef size_t _span_bytes(const fa_tensor *t, int b) noexcept nogil:
 
 cdef enum:
     _COUNT_BUF = -1  # the buf of a step count's span
+    _STACK_SPANS = 64  # spans sorted on the stack, without an allocation (a call or two)
+    _NOGIL_MIN = 4096  # elements below which a call keeps the GIL: releasing it costs more
 
 cdef struct _Span:
     uintptr_t start
@@ -638,9 +640,12 @@ cdef int _check_disjoint(const fa_tensor *tensors, size_t ntensors, tuple names,
     """
     cdef size_t nspans = 0, i, k, most = ntensors * _ALL_BUFS + ncounts
     cdef int b
-    cdef _Span *spans = <_Span *>PyMem_Malloc(2 * most * sizeof(_Span) + 1)
-    if spans == NULL:
-        raise MemoryError()
+    cdef _Span on_stack[2 * _STACK_SPANS]
+    cdef _Span *spans = on_stack
+    if most > _STACK_SPANS:
+        spans = <_Span *>PyMem_Malloc(2 * most * sizeof(_Span))
+        if spans == NULL:
+            raise MemoryError()
     cdef _Span furthest_any, furthest_written, other
     cdef bint have_any = False, have_written = False, clash
     try:
@@ -682,7 +687,8 @@ cdef int _check_disjoint(const fa_tensor *tensors, size_t ntensors, tuple names,
                 furthest_written = spans[k]
                 have_written = True
     finally:
-        PyMem_Free(spans)
+        if spans != on_stack:
+            PyMem_Free(spans)
     return 0
 
 
@@ -719,6 +725,20 @@ cdef int _load_coef(double *dst, object coef) except -1:
     return 0
 
 
+cdef void _run(fa_algo algo, const fa_tensor *tensors, size_t ntensors) noexcept:
+    """fa_run with the thread count read once, with the GIL (see fa_run), and the GIL
+    released for the run unless the call is short (releasing it would cost more)."""
+    cdef int nthreads = fa_get_num_threads()
+    cdef size_t i, total = 0
+    for i in range(ntensors):
+        total += tensors[i].n
+    if total < _NOGIL_MIN:
+        fa_run(algo, tensors, ntensors, nthreads)
+        return
+    with nogil:
+        fa_run(algo, tensors, ntensors, nthreads)
+
+
 def run1(int algo, tuple names, tuple buffers, tuple coef, object spec=None, uint64_t step=0):
     """Check the buffers of one tensor and update them in one fused pass.
 
@@ -735,9 +755,7 @@ def run1(int algo, tuple names, tuple buffers, tuple coef, object spec=None, uin
     _check_disjoint(&t, 1, names, None)
     _load_coef(k, coef)
     t.coef = k
-    cdef int nthreads = fa_get_num_threads()  # once, with the GIL: see fa_run
-    with nogil:
-        fa_run(<fa_algo>algo, &t, 1, nthreads)
+    _run(<fa_algo>algo, &t, 1)
 
 
 cdef tuple _gather(object param, object grad, object entry, tuple slots):
@@ -1000,10 +1018,8 @@ cdef class Batch:
         """Check for overlaps, then update every queued tensor in one C call and add 1 to
         the step count tensors read by add_group."""
         cdef size_t i
-        cdef int nthreads = fa_get_num_threads()
         self.check()
-        with nogil:
-            fa_run(<fa_algo>self.algo, self.tensors, self.ntensors, nthreads)
+        _run(<fa_algo>self.algo, self.tensors, self.ntensors)
         for i in range(self.ncounts):
             if self.counts[i].type == cnp.NPY_FLOAT32:
                 (<float *>self.counts[i].data)[0] += 1

@@ -13,7 +13,6 @@ only dtypes, shapes and sizes, so fastadam.torch hands it stand-ins of tensors
 from __future__ import annotations
 
 import functools
-import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple, TypeAlias
 
@@ -214,9 +213,8 @@ class Plans:
         self._kept: dict[int, tuple[tuple[str, ...], tuple[object, ...], GroupPlan]] = {}
 
     def of(self, group: Group) -> GroupPlan:
-        keys, values = tuple(group), tuple(group.values())
         kept = self._kept.get(id(group))
-        if kept is not None and kept[0] == keys and all(map(operator.is_, kept[1], values)):
+        if kept is not None and _unchanged(kept[0], kept[1], group):
             return kept[2]
         hyper = self.read(group)
         slots = slot_names(self.algorithm, hyper)
@@ -224,8 +222,19 @@ class Plans:
         if hyper is group and all(_immutable(v) for k, v in group.items() if k != "params"):
             if len(self._kept) > 64:  # groups come and go: keep the latest only
                 self._kept.clear()
-            self._kept[id(group)] = (keys, values, plan)
+            self._kept[id(group)] = (tuple(group), tuple(group.values()), plan)
         return plan
+
+
+def _unchanged(keys: tuple[str, ...], values: tuple[object, ...], group: Group) -> bool:
+    """Whether ``group`` holds ``keys``, in order, with the same value objects."""
+    now = tuple(group.values())
+    if len(now) != len(values):
+        return False
+    for i in range(len(now)):
+        if now[i] is not values[i]:
+            return False
+    return tuple(group) == keys
 
 
 def queue(

@@ -127,25 +127,40 @@ def _hp(group: Group, key: str) -> Any:
         raise ValueError(f'param group has no "{key}" entry') from None
 
 
-def _from_group(function: Callable[..., Any]) -> Callable[[Group, int, bool, Scalars], Any]:
+def _from_group(
+    function: Callable[..., Any], scalars: tuple[str, ...] = ()
+) -> Callable[[Group, int, bool, Scalars], Any]:
     """The ``coefficients`` of a record, from a coefficient function of _algorithms:
     each of its keywords is read from the group by name (``beta1`` and ``beta2`` from
-    ``betas``), ``step`` is the step, ``first_step`` whether the state is fresh, and a
-    scalar state entry (``mu_product``) is the param's, as this step leaves it."""
+    ``betas``), ``step`` is the step, ``first_step`` whether the state is fresh, and
+    the ``scalars`` (``mu_product``) are the param's scalar state, as this step leaves it."""
     parameters = inspect.signature(function).parameters.values()
     names = tuple(p.name for p in parameters if p.default is inspect.Parameter.empty)
-    betas = "beta1" in names
+    betas, takes_step, takes_fresh = "beta1" in names, "step" in names, "first_step" in names
+    read = tuple(k for k in names if k not in {"step", "first_step", "beta1", "beta2", *scalars})
 
-    def coefficients(group: Group, step: int, fresh: bool, scalars: Scalars) -> Any:
-        given: dict[str, Any] = {"step": step, "first_step": fresh, **scalars}
-        if betas:
+    def coefficients(group: Group, step: int, fresh: bool, values: Scalars) -> Any:
+        given: dict[str, Any] = {}
+        if betas:  # checked first, as torch.optim checks them
             given["beta1"], given["beta2"] = check.betas(_hp(group, "betas"))
-        return function(**{k: given[k] if k in given else _hp(group, k) for k in names})
+        try:
+            for k in read:
+                given[k] = group[k]
+        except KeyError:
+            missing = next(k for k in read if k not in group)
+            raise ValueError(f'param group has no "{missing}" entry') from None
+        if takes_step:
+            given["step"] = step
+        if takes_fresh:
+            given["first_step"] = fresh
+        for k in scalars:
+            given[k] = values[k]
+        return function(**given)
 
     return coefficients
 
 
-_NADAM = _from_group(functools.partial(_algorithms.nadam, updated=True))
+_NADAM = _from_group(functools.partial(_algorithms.nadam, updated=True), ("mu_product",))
 
 
 def _nadam(group: Group, step: int, fresh: bool, scalars: Scalars) -> tuple[float, ...]:

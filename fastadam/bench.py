@@ -12,7 +12,8 @@ front ends (the NumPy class ``fastadam.AdamW`` and the PyTorch drop-in
 ``fastadam.torch.AdamW``) and with torch's fused AdamW, interleaved, and report
 each as a ratio to torch's fused step. The small calls time one step over 1 000
 element tensors with both front ends and with torch's fused Adam: the per-call
-overhead a trainer with many small tensors pays.
+overhead a trainer with many small tensors pays (and a functional call on 16
+elements: its fixed cost alone).
 """
 
 from __future__ import annotations
@@ -247,13 +248,14 @@ TORCH_MODEL_GOALS = {len(GPT2_TINY): 1.4, len(GPT2_SMALL): 1.0}
 # which steps one algorithm (Adam in the vector rows, AdamW in the model rows).
 TORCH_FUSED = ("torch-fused", "torch-fused-AdamW")
 
-# The small calls: a step over tensors of 1 000 elements, by label: the maker and the
-# numbers of tensors.
-SMALL_CALLS: dict[str, tuple[Maker, tuple[int, ...]]] = {
-    "functional.adam": (make_fastadam, (1,)),
-    "Adam.step": (make_fastadam_class, (1, 100)),
-    "fastadam.torch.Adam.step": (make_fastadam_torch, (1, 100)),
-    "torch-fused Adam.step": (IMPLEMENTATIONS["torch-fused"], (1, 100)),
+# The small calls, by label: the maker and the steps timed, each as (number of tensors,
+# elements per tensor). A functional call on 16 elements is its fixed cost, nearly
+# without the kernel's work.
+SMALL_CALLS: dict[str, tuple[Maker, tuple[tuple[int, int], ...]]] = {
+    "functional.adam": (make_fastadam, ((1, 1000), (1, 16))),
+    "Adam.step": (make_fastadam_class, ((1, 1000), (100, 1000))),
+    "fastadam.torch.Adam.step": (make_fastadam_torch, ((1, 1000), (100, 1000))),
+    "torch-fused Adam.step": (IMPLEMENTATIONS["torch-fused"], ((1, 1000), (100, 1000))),
 }
 
 
@@ -356,13 +358,13 @@ def measure(
 
 
 def small_calls(min_time: float) -> dict[str, float]:
-    """Microseconds per call for a trainer with many small tensors (float32, 1 000 elements):
-    each of SMALL_CALLS (those of torch if it is installed) at each of its tensor counts."""
+    """Microseconds per call for a trainer with many small tensors (float32): each of
+    SMALL_CALLS (those of torch if it is installed) at each of its sizes."""
     steps = {
-        f"{name}, {count} x 1000": make(make_tensors([(1000,)] * count, np.float32))
-        for name, (make, counts) in SMALL_CALLS.items()
+        f"{name}, {count} x {size}": make(make_tensors([(size,)] * count, np.float32))
+        for name, (make, sizes) in SMALL_CALLS.items()
         if torch_available() or "torch" not in name
-        for count in counts
+        for count, size in sizes
     }
     set_threads(_config.available_cpus())
     times = {}

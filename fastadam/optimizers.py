@@ -109,7 +109,9 @@ class Optimizer:
             self.param_groups.append(group)
 
     def _align(self, grads: Sequence[np.ndarray | None] | np.ndarray) -> list[np.ndarray | None]:
-        count = sum(len(g["params"]) for g in self.param_groups)
+        count = 0
+        for group in self.param_groups:
+            count += len(group["params"])
         if isinstance(grads, np.ndarray):
             if count != 1:
                 raise TypeError(

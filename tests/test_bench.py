@@ -168,6 +168,7 @@ def test_cli_model_rows_and_small_calls(tmp_path, capsys, torch):
 
     labels = [
         "functional.adam, 1 x 1000",
+        "functional.adam, 1 x 16",
         "Adam.step, 1 x 1000",
         "Adam.step, 100 x 1000",
         "fastadam.torch.Adam.step, 1 x 1000",
