@@ -378,7 +378,10 @@ def check_8bit_state(
 ) -> None:
     """Raise a clear error if the param's 8-bit ``state`` (arrays) no longer fits its
     group's format: state keeps the format it was created in, and 8-bit state needs
-    its number of blocks too. ``where`` names the state, ``drop`` is how to delete it."""
+    its number of blocks too. ``where`` names the state, ``drop`` is how to delete it.
+    Anything else (a param that is not an array, say) is left to the step's own checks."""
+    if not isinstance(param, np.ndarray):
+        return
     marks = (state[absmax_key(s)] for s in algorithm.slots if absmax_key(s) in state)
     absmax = next(marks, None)
     if stored(algorithm, state, param) != np.uint8 or not isinstance(absmax, np.ndarray):

@@ -773,6 +773,25 @@ def test_bad_last_grad_changes_nothing(name, kind, history):
         assert opt.state == {}, "no state may be created by a failed step"
 
 
+@pytest.mark.parametrize("count", [2, 8, 40])
+def test_overlap_found_among_few_and_many_params(count):
+    """The overlap check sorts the spans of a short step on the stack and of a long one
+    (more than 64 spans) on the heap: either way the last grad aliasing the first
+    param's exp_avg is found, and nothing changes."""
+    rng = np.random.default_rng(count)
+    params = [rng.standard_normal(N) for _ in range(count)]
+    opt = fastadam.Adam(params, lr=1e-2)
+    opt.step([rng.standard_normal(N) for _ in range(count)])
+    before = _opt_snapshot(opt, params)
+    grads = [rng.standard_normal(N) for _ in range(count - 1)] + [opt.state[0]["exp_avg"]]
+    last = rf"grads\[{count - 1}\]"
+    with pytest.raises(
+        ValueError, match=rf"{last} overlaps exp_avg\[0\]|exp_avg\[0\] overlaps {last}"
+    ):
+        opt.step(grads)
+    _assert_opt_unchanged(opt, before)
+
+
 @pytest.mark.parametrize("history", ["fresh", "with state"])
 @pytest.mark.parametrize("name", twin.ALGORITHMS)
 def test_bad_last_param_changes_nothing(name, history):

@@ -182,6 +182,21 @@ def test_step_with_a_param_that_is_not_an_array(with_state):
     assert frozen(watched) == before
 
 
+def test_step_error_before_a_param_that_is_not_an_array():
+    """A bad grad raised its ValueError before the step reached a later param replaced by
+    None; the explanation of 8-bit state that follows such an error then read that
+    param's dtype and raised AttributeError instead."""
+    params = [np.ones(4, np.float32) for _ in range(3)]
+    opt = fastadam.Adam(params)
+    opt.step([np.full_like(p, 0.5) for p in params])
+    opt.param_groups[0]["params"][2] = None
+    misaligned = np.zeros(17, np.uint8)[1:].view(np.float32)
+    grads = [np.full(4, 0.5, np.float32), misaligned, np.full(4, 0.5, np.float32)]
+    assert_refused(
+        lambda: opt.step(grads), [*params, opt.state], ValueError, r"^grads\[1\] is not aligned"
+    )
+
+
 # ------------------------------------------------------------------ fastadam.torch
 
 
