@@ -3,9 +3,10 @@
 Each function checks its hyperparameters (torch.optim's messages) and every
 buffer (dtype, shape, contiguity, writability, overlap) before touching any of
 them, then updates ``param`` and the state buffers in one pass over memory with
-the GIL released. Buffers are float32 or float64 NumPy arrays of one dtype and
-shape; nothing is ever copied or cast. ``adam`` also takes compressed formats:
-bfloat16 params and grads, bfloat16 or 8-bit state, a bfloat16 param copy.
+the GIL released (from 4 096 elements: a shorter call keeps it). Buffers are
+float32 or float64 NumPy arrays of one dtype and shape; nothing is ever copied
+or cast. ``adam`` also takes compressed formats: bfloat16 params and grads,
+bfloat16 or 8-bit state, a bfloat16 param copy.
 """
 
 from __future__ import annotations

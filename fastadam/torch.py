@@ -12,7 +12,8 @@ arguments, defaults, param groups, hooks, ``zero_grad``, ``state_dict`` format a
 error messages, so lr schedulers, checkpoints and wrappers such as
 ``ZeroRedundancyOptimizer`` work unchanged. ``step`` updates every param that has a
 grad, of all groups, in one fused C call on the tensors' own memory, with the GIL
-released: no copies, and nothing is modified unless every tensor passes the checks.
+released (from 4 096 elements): no copies, and nothing is modified unless every
+tensor passes the checks.
 
 It serves CPU tensors that are dense, contiguous and float32 or float64; any other
 param, grad or state tensor (CUDA, sparse, float16, bfloat16, non-contiguous, a
