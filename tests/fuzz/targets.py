@@ -625,7 +625,11 @@ class TorchSession(Session):
 
     def reload(self) -> None:
         source, opt = self.source, self.optimizer
-        saved = copy.deepcopy(opt.state_dict())
+        state_dict = opt.state_dict()
+        try:
+            saved = copy.deepcopy(state_dict)
+        except RuntimeError:  # torch's own refusal: a state tensor here is a param whose
+            return  # grad has another shape (set through .data), which deepcopy copies too
         for _ in range(source.int(0, 3)):
             _mutate_nested(source, saved, [])
         call(lambda: opt.load_state_dict(saved), self.watched(saved=saved))
