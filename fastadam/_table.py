@@ -147,8 +147,9 @@ def _from_group(
             for k in read:
                 given[k] = group[k]
         except KeyError:
-            missing = next(k for k in read if k not in group)
-            raise ValueError(f'param group has no "{missing}" entry') from None
+            for k in read:
+                _hp(group, k)  # raises _hp's ValueError for the first key the group lacks
+            raise
         if takes_step:
             given["step"] = step
         if takes_fresh:
