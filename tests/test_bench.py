@@ -163,7 +163,10 @@ def test_cli_model_rows_and_small_calls(tmp_path, capsys, torch):
     bound = float(re.search(r"at most ([0-9.]+) x torch fused", floor).group(1))
     expected = fused.seconds / (numpy_class.seconds + 5 * 28 * read)
     assert bound == pytest.approx(expected, rel=0.01, abs=0.01)
-    assert 0 < bound < fused.seconds / numpy_class.seconds  # the reads only add time
+    # The reads only add time; the bound is printed to two decimals, so it is compared with
+    # the ratio rounded the same way (rounding keeps the order, and may make the two equal).
+    assert read > 0
+    assert 0 < bound <= float(f"{fused.seconds / numpy_class.seconds:.2f}")
     assert floor in text
 
     labels = [
