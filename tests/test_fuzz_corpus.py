@@ -40,3 +40,59 @@ def test_replay(targets, path, request):
     if path.parent.name == "torch":
         request.getfixturevalue("torch")  # skipped with its reason where torch is missing
     targets.TARGETS[path.parent.name](path.read_bytes())
+
+
+def test_oracle_measures_l2_state_against_the_decay_terms(targets):
+    """Where grad and L2 decay nearly cancel, the float32 rounding of the two terms is
+    no finding, but an exp_avg off by a fraction of the terms' size still is."""
+    import numpy as np
+    from oracle import Finding, assert_twin
+
+    import fastadam.functional as F
+
+    rng = np.random.default_rng(0)
+    param = rng.uniform(1.0, 2.0, 1000).astype(np.float32)
+    # grad = -1.003 wd p: the effective gradient is 3e-3 of its terms (and far above eps)
+    grad = (-0.1 * 1.003 * param).astype(np.float32)
+    hp = {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.1}
+    exp_avg, exp_avg_sq = np.zeros_like(param), np.zeros_like(param)
+    before = {"param": param.astype(np.float64), "grad": grad.astype(np.float64), "step": 0}
+    before |= {"exp_avg": exp_avg.astype(np.float64), "exp_avg_sq": exp_avg_sq.astype(np.float64)}
+    F.adam(param, grad, exp_avg, exp_avg_sq, step=1, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
+           weight_decay=0.1)  # fmt: skip
+    after = {"param": param, "exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq}
+    assert_twin("adam", hp, before, after)
+    wrong = exp_avg.copy()
+    wrong[7] += 1e-4 * 0.1 * float(np.max(np.abs(grad)) * 2)  # 1e-4 of (1 - beta1) x terms
+    with pytest.raises(Finding, match="adam exp_avg: relative error"):
+        assert_twin("adam", hp, before, after | {"exp_avg": wrong})
+
+
+def test_oracle_compares_a_float32_scalar_state_at_float32(targets):
+    """torch.optim's NAdam mu_product is a float32 tensor: it underflows to 0 where the
+    float64 twin's is 1e-300, which is no finding; a wrong one still is."""
+    import numpy as np
+    from oracle import Finding, assert_twin
+
+    hp = {"lr": 1e-3, "betas": (1e-300, 0.999), "eps": 1e-8, "momentum_decay": 0.004}
+    param = np.linspace(-1.0, 1.0, 8)
+    grad = np.full(8, 0.5)
+    before = {"param": param, "grad": grad, "step": 0, "mu_product": 1.0}
+    before |= {"exp_avg": np.zeros(8), "exp_avg_sq": np.zeros(8)}
+    import twin
+
+    state = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in before.items()}
+    del state["param"], state["grad"]
+    ref = param.copy()
+    twin.nadam(ref, grad, state, **hp)
+    assert 0 < state["mu_product"] < 1e-290
+    after = {"param": ref.astype(np.float32), "mu_product": 0.0}
+    after |= {k: state[k].astype(np.float32) for k in ("exp_avg", "exp_avg_sq")}
+    tol = twin.TOLERANCE[np.dtype(np.float32)]
+    assert_twin("nadam", hp, before, after, tol, scalar_dtype=np.float32)
+    with pytest.raises(Finding, match="nadam mu_product"):
+        assert_twin("nadam", hp, before, after, tol)  # held in float64, 0.0 is wrong
+    with pytest.raises(Finding, match="nadam mu_product"):
+        assert_twin(
+            "nadam", hp, before, after | {"mu_product": 1e-30}, tol, scalar_dtype=np.float32
+        )

@@ -373,19 +373,46 @@ def call(fn: Callable[[], Any], watched: Mapping[str, object]) -> tuple[bool, An
     return True, result
 
 
+# The state buffers that accumulate squared gradients (the others are first order).
+SECOND_ORDER = frozenset({"exp_avg_sq", "max_exp_avg_sq", "square_avg", "sum"})
+
+
+def l2_term(name: str, hp: Mapping[str, Any], before: Mapping[str, Any]) -> float:
+    """max|grad| + wd * max|param| under L2 weight decay (0 otherwise).
+
+    L2 decay adds ``wd * p`` to the gradient. Where the two nearly cancel, the effective
+    gradient is small but carries the rounding of both terms, so a state buffer made
+    from it is measured against the terms' magnitude, not against the difference.
+    """
+    wd = hp.get("weight_decay", 0.0)
+    if not wd or hp.get("decoupled_weight_decay", False) or name == "lion":  # Lion decays p
+        return 0.0
+    return twin._max_abs(before["grad"]) + abs(wd) * twin._max_abs(before["param"])
+
+
 def assert_twin(
     name: str,
     hp: Mapping[str, Any],
     before: Mapping[str, Any],
     after: Mapping[str, Any],
     tol: float | None = None,
+    scalar_dtype: np.dtype | type = np.float64,
 ) -> None:
     """``after`` (param and state buffers, one dtype; a float for a scalar state) is
     one twin step of ``before`` (float64 copies, with "grad" and "step", the count
-    before the step) under ``hp``, within ``tol`` (default: twin.TOLERANCE)."""
+    before the step) under ``hp``, within ``tol`` (default: twin.TOLERANCE).
+
+    ``scalar_dtype`` is the precision a scalar state is held in (torch.optim keeps
+    NAdam's mu_product as a float32 tensor): it is compared at that dtype's tolerance,
+    relative to no less than its smallest normal number, below which it underflows.
+    """
     dtype = after["param"].dtype
-    scalar_tol = twin.TOLERANCE[np.dtype(np.float64)] if tol is None else tol
+    scalar_dtype = np.dtype(scalar_dtype)
+    scalar_tol = (
+        twin.TOLERANCE[scalar_dtype] if tol is None else max(tol, twin.TOLERANCE[scalar_dtype])
+    )
     tol = twin.TOLERANCE[dtype] if tol is None else tol
+    term = l2_term(name, hp, before)
     state: dict[str, Any] = {
         key: (twin.f64(value) if isinstance(value, np.ndarray) else value)
         for key, value in before.items()
@@ -398,12 +425,14 @@ def assert_twin(
         if key in ("step", "sign_margin") or ref is None or key not in after:
             continue
         if key == twin.SCALAR_STATE.get(name):  # a float
-            err = twin.rel_err(after[key], ref)
+            err = twin.rel_err(after[key], ref, scale=float(np.finfo(scalar_dtype).tiny))
             if err > scalar_tol:
                 raise Finding(f"{name} {key}: {after[key]!r} != twin {ref!r} ({dict(hp)})")
             continue
         ref = np.asarray(ref)  # the twin's SGD makes a new buffer: a NumPy scalar when 0-d
         scale = twin._max_abs(before[key]) if before.get(key) is not None else 0.0
+        if key != "param":
+            scale = max(scale, term * term if key in SECOND_ORDER else term)
         err = twin.rel_err(after[key], ref, mask if key == "param" else None, scale)
         if not err <= tol:
             raise Finding(f"{name} {key}: relative error {err:.3g} > {tol:g} ({dict(hp)})")

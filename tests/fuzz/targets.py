@@ -586,10 +586,10 @@ class TorchSession(Session):
                         after[key] = float(after[key])
                 # torch.optim keeps a scalar state (NAdam's mu_product) as a float32 tensor,
                 # so float64 params see its float32 rounding: float32's tolerance.
-                tol = (
-                    twin.TOLERANCE[np.dtype(np.float32)] if self.algo in twin.SCALAR_STATE else None
-                )
-                assert_twin(self.algo, hp, before, {**after, "param": p.detach().numpy()}, tol)
+                f32 = np.dtype(np.float32)
+                tol = twin.TOLERANCE[f32] if self.algo in twin.SCALAR_STATE else None
+                after["param"] = p.detach().numpy()
+                assert_twin(self.algo, hp, before, after, tol, scalar_dtype=f32)
 
     def _tame_state(self, hp: dict, param: np.ndarray, state: dict | None) -> dict | None:
         if not state:
