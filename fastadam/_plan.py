@@ -210,6 +210,7 @@ class Plans:
     ) -> None:
         self.algorithm = algorithm
         self.read = read
+        self.labels = batch_labels(algorithm)  # a Batch's buffer names, for its errors
         self._kept: dict[int, tuple[tuple[str, ...], tuple[object, ...], GroupPlan]] = {}
 
     def of(self, group: Group) -> GroupPlan:
@@ -228,13 +229,12 @@ class Plans:
 
 def _unchanged(keys: tuple[str, ...], values: tuple[object, ...], group: Group) -> bool:
     """Whether ``group`` holds ``keys``, in order, with the same value objects."""
-    now = tuple(group.values())
-    if len(now) != len(values):
+    if len(group) != len(keys):
         return False
-    for i in range(len(now)):
-        if now[i] is not values[i]:
+    for i, (key, value) in enumerate(group.items()):
+        if value is not values[i] or (key is not keys[i] and key != keys[i]):
             return False
-    return tuple(group) == keys
+    return True
 
 
 def queue(

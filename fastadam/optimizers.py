@@ -161,9 +161,11 @@ class Optimizer:
         aligned = self._align(grads)
         with self._lock:
             try:
-                queued = self._queue(aligned)
+                batch, stepped = self._queue(aligned)
+                created: dict[int, dict[str, Any]] = {}
+                scaled: list[tuple[dict[str, Any], dict[str, float]]] = []
             except _ext.StateMissing:
-                queued = self._queue_creating(aligned)
+                batch, stepped, created, scaled = self._queue_creating(aligned)
             except ValueError:
                 owners = [(p, g) for g in self.param_groups for p in g["params"]]
                 for i, (param, group) in enumerate(owners):
@@ -174,14 +176,15 @@ class Optimizer:
                         )
                 raise
             if guard:
-                queued.batch.check()
-                if not queued.batch.grads_finite():
+                batch.check()
+                if not batch.grads_finite():
                     return False
-            queued.batch.run()
-            self.state.update(queued.created)
-            for state in queued.stepped:
+            batch.run()
+            if created:
+                self.state.update(created)
+            for state in stepped:
                 state["step"] += 1
-            for state, scalars in queued.scaled:
+            for state, scalars in scaled:
                 state.update(scalars)
         return True
 
@@ -198,14 +201,14 @@ class Optimizer:
             return np.full_like(param, _plan.initial_fits(f'state "{key}"', value, largest, dtype))
         return np.zeros(shape, dtype)
 
-    def _queue(self, grads: list[np.ndarray | None]) -> Queued:
-        """The fast path, when every param with a grad has its state: C walks the groups."""
+    def _queue(self, grads: list[np.ndarray | None]) -> tuple[_ext.Batch, list[dict[str, Any]]]:
+        """The fast path, when every param with a grad has its state: C walks the groups.
+        Returns the batch and the state of every param queued."""
         plans = self.__dict__.get("_plans")
         if plans is None:
             plans = self.__dict__["_plans"] = _plan.Plans(self.algorithm)
-        batch = _ext.Batch(self.algorithm.kernel, _plan.batch_labels(self.algorithm))
-        stepped = _plan.queue(batch, plans, self.param_groups, self.state, grads)
-        return Queued(batch, stepped, {}, [])
+        batch = _ext.Batch(self.algorithm.kernel, plans.labels)
+        return batch, _plan.queue(batch, plans, self.param_groups, self.state, grads)
 
     def _queue_creating(self, grads: list[np.ndarray | None]) -> Queued:
         """The general path: new state buffers are made for the step, kept only if it succeeds."""

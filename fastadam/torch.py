@@ -552,7 +552,7 @@ class Optimizer(torch.optim.Optimizer):
         plans = self.__dict__.get("_plans")
         if plans is None:
             plans = self.__dict__["_plans"] = _plan.Plans(self.algorithm, self._hyperparameters)
-        batch = _ext.Batch(self.algorithm.kernel, _plan.batch_labels(self.algorithm), tensors=True)
+        batch = _ext.Batch(self.algorithm.kernel, plans.labels, tensors=True)
         try:
             _plan.queue(batch, plans, self.param_groups, self.state)
             batch.run()
