@@ -3,6 +3,13 @@
 Each function returns the coefficients in double, in the order the C kernel
 reads them (the enums in src_c/fastadam.h). The functional API and the
 optimizer classes both call these, so every entry point validates alike.
+
+An algorithm whose coefficients change with the step is also written in two
+halves, which its function joins: ``<name>_hyperparameters`` checks the
+hyperparameters (torch.optim's order and messages) and returns them checked,
+``<name>_at(checked, step)`` is the step's arithmetic. The step planner checks a
+param group once while the group is unchanged and runs only the arithmetic at
+each step; the joined function gives the same bits.
 """
 
 from __future__ import annotations
@@ -25,13 +32,20 @@ from ._validate import weight_decay as check_weight_decay
 Coefficients = tuple[float, ...]
 
 
-def _adam_hyperparameters(
-    step: object, lr: object, beta1: object, beta2: object, eps: object, weight_decay: object
-) -> tuple[int, float, float, float, float, float]:
-    """The checks Adam, NAdam and RAdam share, in torch.optim's order: (step, lr, beta1,
-    beta2, eps, weight_decay)."""
+# Hyperparameters as <name>_hyperparameters returns them: (lr, beta1, beta2, eps,
+# weight_decay, decoupled_weight_decay, maximize) for Adam and RAdam, (lr, lr_decay, eps,
+# weight_decay, maximize) for Adagrad, (lr, beta1, beta2, eps, weight_decay, maximize) for Adamax.
+AdamChecked = tuple[float, float, float, float, float, bool, bool]
+AdagradChecked = tuple[float, float, float, float, bool]
+AdamaxChecked = tuple[float, float, float, float, float, bool]
+
+
+def _adam_family(
+    lr: object, beta1: object, beta2: object, eps: object, weight_decay: object
+) -> tuple[float, float, float, float, float]:
+    """The checks Adam, NAdam and RAdam share after the step's, in torch.optim's order:
+    (lr, beta1, beta2, eps, weight_decay)."""
     return (
-        check_step(step),
         check_lr(lr),
         check_beta(0, beta1, "beta1"),
         check_beta(1, beta2, "beta2"),
@@ -56,11 +70,31 @@ def adam(
     decoupled_weight_decay: object,
     maximize: object,
 ) -> Coefficients:
-    t, lr_, b1, b2, eps_, wd = _adam_hyperparameters(step, lr, beta1, beta2, eps, weight_decay)
+    t = check_step(step)
+    checked = adam_hyperparameters(
+        lr, beta1, beta2, eps, weight_decay, decoupled_weight_decay, maximize
+    )
+    return adam_at(checked, t)
+
+
+def adam_hyperparameters(
+    lr: object,
+    beta1: object,
+    beta2: object,
+    eps: object,
+    weight_decay: object,
+    decoupled_weight_decay: object,
+    maximize: object,
+) -> AdamChecked:
+    lr_, b1, b2, eps_, wd = _adam_family(lr, beta1, beta2, eps, weight_decay)
     decoupled = check_flag("decoupled_weight_decay", decoupled_weight_decay)
-    maximize_ = check_flag("maximize", maximize)
-    bias_correction1 = 1.0 - b1**t
-    bias_correction2 = 1.0 - b2**t
+    return (lr_, b1, b2, eps_, wd, decoupled, check_flag("maximize", maximize))
+
+
+def adam_at(checked: AdamChecked, step: int) -> Coefficients:
+    lr_, b1, b2, eps_, wd, decoupled, maximize_ = checked
+    bias_correction1 = 1.0 - b1**step
+    bias_correction2 = 1.0 - b2**step
     l2, scale = _decay(lr_, wd, decoupled)
     return (
         b1,
@@ -126,14 +160,25 @@ def adagrad(
     maximize: object,
 ) -> Coefficients:
     t = check_step(step)
-    lr_ = check_lr(lr)
-    decay = check_in_range("lr_decay", lr_decay, "Invalid lr_decay value: {}")
+    checked = adagrad_hyperparameters(lr, lr_decay, weight_decay, eps, maximize)
+    return adagrad_at(checked, t)
+
+
+def adagrad_hyperparameters(
+    lr: object, lr_decay: object, weight_decay: object, eps: object, maximize: object
+) -> AdagradChecked:
     return (
-        lr_ / (1.0 + (t - 1) * decay),
+        check_lr(lr),
+        check_in_range("lr_decay", lr_decay, "Invalid lr_decay value: {}"),
         check_eps(eps),
         check_weight_decay(weight_decay),
-        float(check_flag("maximize", maximize)),
+        check_flag("maximize", maximize),
     )
+
+
+def adagrad_at(checked: AdagradChecked, step: int) -> Coefficients:
+    lr_, decay, eps_, wd, maximize_ = checked
+    return (lr_ / (1.0 + (step - 1) * decay), eps_, wd, float(maximize_))
 
 
 def initial_accumulator_value(value: object) -> float:
@@ -153,16 +198,31 @@ def adamax(
     maximize: object,
 ) -> Coefficients:
     t = check_step(step)
-    lr_ = check_lr(lr)
-    b1, b2 = check_beta(0, beta1, "beta1"), check_beta(1, beta2, "beta2")
+    checked = adamax_hyperparameters(lr, beta1, beta2, eps, weight_decay, maximize)
+    return adamax_at(checked, t)
+
+
+def adamax_hyperparameters(
+    lr: object,
+    beta1: object,
+    beta2: object,
+    eps: object,
+    weight_decay: object,
+    maximize: object,
+) -> AdamaxChecked:
     return (
-        b1,
-        b2,
+        check_lr(lr),
+        check_beta(0, beta1, "beta1"),
+        check_beta(1, beta2, "beta2"),
         check_eps(eps),
-        lr_ / (1.0 - b1**t),
         check_weight_decay(weight_decay),
-        float(check_flag("maximize", maximize)),
+        check_flag("maximize", maximize),
     )
+
+
+def adamax_at(checked: AdamaxChecked, step: int) -> Coefficients:
+    lr_, b1, b2, eps_, wd, maximize_ = checked
+    return (b1, b2, eps_, lr_ / (1.0 - b1**step), wd, float(maximize_))
 
 
 def lion(
@@ -223,7 +283,8 @@ def nadam(
     ``updated``, already times this step's mu (as a front end that keeps it in a
     tensor multiplies it first, as torch.optim.NAdam does); it is then returned as is.
     """
-    t, lr_, b1, b2, eps_, wd = _adam_hyperparameters(step, lr, beta1, beta2, eps, weight_decay)
+    t = check_step(step)
+    lr_, b1, b2, eps_, wd = _adam_family(lr, beta1, beta2, eps, weight_decay)
     psi = check_in_range("momentum_decay", momentum_decay, "Invalid momentum_decay value: {}")
     decoupled = check_flag("decoupled_weight_decay", decoupled_weight_decay)
     maximize_ = check_flag("maximize", maximize)
@@ -260,15 +321,24 @@ def radam(
     decoupled_weight_decay: object,
     maximize: object,
 ) -> Coefficients:
-    t, lr_, b1, b2, eps_, wd = _adam_hyperparameters(step, lr, beta1, beta2, eps, weight_decay)
-    decoupled = check_flag("decoupled_weight_decay", decoupled_weight_decay)
-    maximize_ = check_flag("maximize", maximize)
-    bias_correction1 = 1 - b1**t
-    bias_correction2 = 1 - b2**t
+    t = check_step(step)
+    checked = radam_hyperparameters(
+        lr, beta1, beta2, eps, weight_decay, decoupled_weight_decay, maximize
+    )
+    return radam_at(checked, t)
+
+
+radam_hyperparameters = adam_hyperparameters  # the same hyperparameters, checked alike
+
+
+def radam_at(checked: AdamChecked, step: int) -> Coefficients:
+    lr_, b1, b2, eps_, wd, decoupled, maximize_ = checked
+    bias_correction1 = 1 - b1**step
+    bias_correction2 = 1 - b2**step
     # As torch.optim.RAdam, in double: the length of the approximated SMA, its limit,
     # and the variance rectification once the length exceeds 5 (else 0: an SGD-like step).
     rho_inf = 2 / (1 - b2) - 1
-    rho_t = rho_inf - 2 * t * (b2**t) / bias_correction2
+    rho_t = rho_inf - 2 * step * (b2**step) / bias_correction2
     rect = 0.0
     if rho_t > 5.0:
         rect = (

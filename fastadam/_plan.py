@@ -20,7 +20,7 @@ import numpy as np
 
 from . import _ext, _formats
 from . import _validate as check
-from ._table import Algorithm
+from ._table import Algorithm, Prepared
 
 Group = Mapping[str, Any]
 Layout: TypeAlias = "tuple[_formats.Spec | None, tuple[str | None, ...] | None, str | None]"
@@ -190,19 +190,21 @@ def _immutable(value: object) -> bool:
     return type(value) in _IMMUTABLE
 
 
-GroupPlan: TypeAlias = "tuple[Group, tuple[str | None, ...], Layout]"
+# (the group as read, its slots, its layout, and its coefficients by step once prepared)
+GroupPlan: TypeAlias = "tuple[Group, tuple[str | None, ...], Layout, list[Prepared]]"
 
 
 class Plans:
     """The plan of each param group: the group as the algorithm table reads it
     (``read``: fastadam.torch turns tensor hyperparameters into numbers), the state
-    slots its settings use and its layout (slot_names, layout).
+    slots its settings use, its layout (slot_names, layout) and, once a step has
+    needed them, its coefficients as a function of the step (Algorithm.prepared).
 
     A plan is kept between steps while its group holds the same keys and the same
     value objects, each immutable (numbers, strings, tuples of them), so that nothing
-    it depends on can have changed; a group holding a list, array or tensor is planned
-    afresh at every step. Only the plan is kept: the hyperparameters are read, and
-    checked, at every step, and so is every buffer.
+    it depends on can have changed: its hyperparameters, checked once, are as valid
+    as they were. A group holding a list, array or tensor is planned, and checked,
+    afresh at every step. Every buffer is read and checked at every step.
     """
 
     def __init__(
@@ -219,7 +221,7 @@ class Plans:
             return kept[2]
         hyper = self.read(group)
         slots = slot_names(self.algorithm, hyper)
-        plan = hyper, slots, layout(self.algorithm, hyper, slots)
+        plan: GroupPlan = hyper, slots, layout(self.algorithm, hyper, slots), []
         if hyper is group and all(_immutable(v) for k, v in group.items() if k != "params"):
             if len(self._kept) > 64:  # groups come and go: keep the latest only
                 self._kept.clear()
@@ -259,13 +261,19 @@ def queue(
     queued: list[dict[str, Any]] = []
     first = 0
     for group in groups:
-        hyper, slots, layout_ = plans.of(group)
+        hyper, slots, layout_, prepared = plans.of(group)
         coef_ids: dict[int, int] = {}
 
-        def coef_id(step: int, hyper: Group = hyper, ids: dict[int, int] = coef_ids) -> int:
+        def coef_id(
+            step: int,
+            hyper: Group = hyper,
+            prepared: list[Prepared] = prepared,
+            ids: dict[int, int] = coef_ids,
+        ) -> int:
             if step not in ids:
-                coef = algorithm.coefficients(hyper, step, False, algorithm.scalars)
-                ids[step] = batch.add_coef(coef)
+                if not prepared:  # checks the group's hyperparameters
+                    prepared.append(algorithm.prepared(hyper))
+                ids[step] = batch.add_coef(prepared[0](step, False, algorithm.scalars))
             return ids[step]
 
         params = group["params"]

@@ -29,6 +29,7 @@ __all__ = ["ALGORITHMS", "Algorithm"]
 
 Group = Mapping[str, Any]
 Scalars = Mapping[str, float]
+Prepared = Callable[[int, bool, Scalars], tuple[float, ...]]  # a group's coefficients by step
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,10 @@ class Algorithm:
         hyperparameters and give the kernel's coefficients for ``step`` (1-based),
         in double; ``fresh`` is true when the state buffers were made for this
         step; ``scalars`` is the param's scalar state as this step leaves it.
+    prepare
+        ``group -> (step, fresh, scalars) -> coefficients``: ``coefficients`` with the
+        group's hyperparameters checked once (None: checked at every call). The planner
+        keeps the result while the group is unchanged.
     active
         ``group -> flags``: which of ``slots`` the group's settings use (None: all).
     advance
@@ -78,6 +83,7 @@ class Algorithm:
     slots: tuple[str, ...]
     defaults: Mapping[str, Any]
     coefficients: Callable[[Group, int, bool, Scalars], tuple[float, ...]]
+    prepare: Callable[[Group], Prepared] | None = None
     active: Callable[[Group], tuple[bool, ...]] | None = None
     advance: Callable[[Group, int], dict[str, float]] | None = None
     scalars: Mapping[str, float] = field(default_factory=dict)
@@ -90,6 +96,12 @@ class Algorithm:
         """Raise if the group's hyperparameters are invalid (torch.optim's messages)."""
         self.coefficients(group, 1, True, self.advanced(group, 1, self.scalars))
         self.used(group)
+
+    def prepared(self, group: Group) -> Prepared:
+        """``(step, fresh, scalars) -> coefficients`` for ``group`` (see ``prepare``)."""
+        if self.prepare is None:
+            return functools.partial(self.coefficients, group)
+        return self.prepare(group)
 
     def advanced(self, group: Group, step: int, scalars: Scalars) -> dict[str, float]:
         """The scalar state as ``step`` leaves it: each entry times its factor (``advance``)."""
@@ -128,18 +140,29 @@ def _hp(group: Group, key: str) -> Any:
 
 
 def _from_group(
-    function: Callable[..., Any], scalars: tuple[str, ...] = ()
-) -> Callable[[Group, int, bool, Scalars], Any]:
-    """The ``coefficients`` of a record, from a coefficient function of _algorithms:
-    each of its keywords is read from the group by name (``beta1`` and ``beta2`` from
-    ``betas``), ``step`` is the step, ``first_step`` whether the state is fresh, and
-    the ``scalars`` (``mu_product``) are the param's scalar state, as this step leaves it."""
+    function: Callable[..., Any],
+    at: Callable[[Any, int], tuple[float, ...]] | None = None,
+    scalars: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """The ``coefficients`` and ``prepare`` of a record (Algorithm's keywords), from
+    coefficient functions of _algorithms: each keyword of ``function`` is read from the
+    group by name (``beta1`` and ``beta2`` from ``betas``), ``step`` is the step,
+    ``first_step`` whether the state is fresh, and the ``scalars`` (``mu_product``) are
+    the param's scalar state, as this step leaves it.
+
+    With ``at``, ``function`` checks the hyperparameters (``<name>_hyperparameters``)
+    and ``at(checked, step)`` gives the step's coefficients: ``prepare(group)`` checks
+    the group once and returns the step's arithmetic alone. Without it, ``prepare``
+    binds the group; the coefficients of a ``function`` that takes neither the step
+    nor scalars are kept, by ``first_step``.
+    """
     parameters = inspect.signature(function).parameters.values()
     names = tuple(p.name for p in parameters if p.default is inspect.Parameter.empty)
     betas, takes_step, takes_fresh = "beta1" in names, "step" in names, "first_step" in names
     read = tuple(k for k in names if k not in {"step", "first_step", "beta1", "beta2", *scalars})
+    constant = at is None and not takes_step and not scalars
 
-    def coefficients(group: Group, step: int, fresh: bool, values: Scalars) -> Any:
+    def given_by(group: Group) -> dict[str, Any]:
         given: dict[str, Any] = {}
         if betas:  # checked first, as torch.optim checks them
             given["beta1"], given["beta2"] = check.betas(_hp(group, "betas"))
@@ -150,6 +173,12 @@ def _from_group(
             for k in read:
                 _hp(group, k)  # raises _hp's ValueError for the first key the group lacks
             raise
+        return given
+
+    def coefficients(group: Group, step: int, fresh: bool, values: Scalars) -> Any:
+        given = given_by(group)
+        if at is not None:
+            return at(function(**given), check.step(step))
         if takes_step:
             given["step"] = step
         if takes_fresh:
@@ -158,10 +187,29 @@ def _from_group(
             given[k] = values[k]
         return function(**given)
 
-    return coefficients
+    def prepare(group: Group) -> Prepared:
+        if at is not None:
+            checked = function(**given_by(group))
+
+            def arithmetic(step: int, fresh: bool, values: Scalars) -> tuple[float, ...]:
+                return at(checked, check.step(step))
+
+            return arithmetic
+        if constant:
+            given = given_by(group)
+            if not takes_fresh:
+                coef = function(**given)
+                return lambda step, fresh, values: coef
+            kept = {fresh: function(**given, first_step=fresh) for fresh in (False, True)}
+            return lambda step, fresh, values: kept[fresh]
+        return functools.partial(coefficients, group)
+
+    return {"coefficients": coefficients, "prepare": prepare}
 
 
-_NADAM = _from_group(functools.partial(_algorithms.nadam, updated=True), ("mu_product",))
+_NADAM = _from_group(functools.partial(_algorithms.nadam, updated=True), scalars=("mu_product",))[
+    "coefficients"
+]
 
 
 def _nadam(group: Group, step: int, fresh: bool, scalars: Scalars) -> tuple[float, ...]:
@@ -178,12 +226,17 @@ def _nadam_advance(group: Group, step: int) -> dict[str, float]:
     return {"mu_product": _algorithms.momentum_cache(beta1, decay, step)}
 
 
-_ADAGRAD = _from_group(_algorithms.adagrad)
+_ADAGRAD = _from_group(_algorithms.adagrad_hyperparameters, _algorithms.adagrad_at)
 
 
 def _adagrad(group: Group, step: int, fresh: bool, scalars: Scalars) -> tuple[float, ...]:
     _algorithms.initial_accumulator_value(_hp(group, "initial_accumulator_value"))
-    return _ADAGRAD(group, step, fresh, scalars)
+    return _ADAGRAD["coefficients"](group, step, fresh, scalars)
+
+
+def _adagrad_prepare(group: Group) -> Prepared:
+    _algorithms.initial_accumulator_value(_hp(group, "initial_accumulator_value"))
+    return _ADAGRAD["prepare"](group)
 
 
 ADAM_DEFAULTS: dict[str, Any] = {
@@ -204,7 +257,7 @@ ALGORITHMS: dict[str, Algorithm] = {
             kernel=_ext.ADAM,
             slots=("exp_avg", "exp_avg_sq", "max_exp_avg_sq"),
             defaults=ADAM_DEFAULTS,
-            coefficients=_from_group(_algorithms.adam),
+            **_from_group(_algorithms.adam_hyperparameters, _algorithms.adam_at),
             active=lambda group: (True, True, check.flag("amsgrad", _hp(group, "amsgrad"))),
             formats=True,
         ),
@@ -220,7 +273,7 @@ ALGORITHMS: dict[str, Algorithm] = {
                 "nesterov": False,
                 "maximize": False,
             },
-            coefficients=_from_group(_algorithms.sgd),
+            **_from_group(_algorithms.sgd),
             active=lambda group: (check.momentum(_hp(group, "momentum")) != 0,),
             counts_steps=False,
         ),
@@ -237,7 +290,7 @@ ALGORITHMS: dict[str, Algorithm] = {
                 "centered": False,
                 "maximize": False,
             },
-            coefficients=_from_group(_algorithms.rmsprop),
+            **_from_group(_algorithms.rmsprop),
             active=lambda group: (
                 True,
                 check.flag("centered", _hp(group, "centered")),
@@ -257,6 +310,7 @@ ALGORITHMS: dict[str, Algorithm] = {
                 "maximize": False,
             },
             coefficients=_adagrad,
+            prepare=_adagrad_prepare,
             initial=lambda slot, group: _hp(group, "initial_accumulator_value"),
         ),
         Algorithm(
@@ -270,7 +324,7 @@ ALGORITHMS: dict[str, Algorithm] = {
                 "weight_decay": 0.0,
                 "maximize": False,
             },
-            coefficients=_from_group(_algorithms.adamax),
+            **_from_group(_algorithms.adamax_hyperparameters, _algorithms.adamax_at),
         ),
         Algorithm(
             name="NAdam",
@@ -302,14 +356,14 @@ ALGORITHMS: dict[str, Algorithm] = {
                 "decoupled_weight_decay": False,
                 "maximize": False,
             },
-            coefficients=_from_group(_algorithms.radam),
+            **_from_group(_algorithms.radam_hyperparameters, _algorithms.radam_at),
         ),
         Algorithm(
             name="Lion",
             kernel=_ext.LION,
             slots=("exp_avg",),
             defaults={"lr": 1e-4, "betas": (0.9, 0.99), "weight_decay": 0.0, "maximize": False},
-            coefficients=_from_group(_algorithms.lion),
+            **_from_group(_algorithms.lion),
         ),
     )
 }

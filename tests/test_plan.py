@@ -74,3 +74,54 @@ def test_the_reader_sees_each_unkept_group() -> None:
     plans.of(group)
     assert len(seen) == 2
     assert hyper["lr"] == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("name", sorted(ALGORITHMS))
+def test_prepared_coefficients_are_the_checked_ones(name: str) -> None:
+    """A group's coefficients prepared once (its hyperparameters checked once) give the
+    bits of the one-shot coefficients at every step, fresh or not."""
+    algorithm = ALGORITHMS[name]
+    group = {"params": [], **algorithm.defaults}
+    if "weight_decay" in group:
+        group["weight_decay"] = 0.01
+    if "momentum" in group:
+        group["momentum"] = 0.9
+    prepared = algorithm.prepared(group)
+    for step in (1, 2, 7, 1000, 2**40):
+        for fresh in (False, True):
+            scalars = algorithm.advanced(group, step, algorithm.scalars)
+            expected = algorithm.coefficients(group, step, fresh, scalars)
+            assert prepared(step, fresh, scalars) == expected
+    scalars = algorithm.advanced(group, 3, algorithm.scalars)
+    changed = {**group, "lr": 0.5}
+    assert prepared(3, False, scalars) != algorithm.prepared(changed)(3, False, scalars)
+
+
+@pytest.mark.parametrize("name", sorted(ALGORITHMS))
+def test_preparing_a_bad_group_raises_the_checks_message(name: str) -> None:
+    algorithm = ALGORITHMS[name]
+    group = {"params": [], **algorithm.defaults, "lr": -1.0}
+    with pytest.raises(ValueError, match=r"Invalid learning rate: -1\.0"):
+        algorithm.prepared(group)(1, False, algorithm.scalars)
+
+
+def test_a_kept_plan_checks_its_group_once_and_a_new_value_afresh() -> None:
+    """The planner prepares a kept group's coefficients once; a hyperparameter replaced
+    between steps (an LR schedule, or a bad value) is read and checked at the next step."""
+    params = [np.ones(8)]
+    optimizer = fastadam.Adam(params, lr=0.1)
+    twin = fastadam.Adam([np.ones(8)], lr=0.1)
+    grads = [np.linspace(-1.0, 1.0, 8)]
+    for lr in (0.1, 0.1, 0.05, 0.05, 0.2):
+        optimizer.param_groups[0]["lr"] = lr
+        optimizer.step(grads)
+        twin.param_groups[0]["lr"] = float(lr)  # a new object every step: never kept
+        twin.param_groups[0]["betas"] = [0.9, 0.999]  # a list: planned afresh every step
+        twin.step(grads)
+    np.testing.assert_array_equal(params[0], twin.param_groups[0]["params"][0])
+    before = params[0].copy()
+    optimizer.param_groups[0]["lr"] = -1.0
+    with pytest.raises(ValueError, match=r"Invalid learning rate: -1\.0"):
+        optimizer.step(grads)
+    np.testing.assert_array_equal(params[0], before)
+    assert optimizer.state[0]["step"] == 5
