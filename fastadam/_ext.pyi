@@ -77,7 +77,7 @@ class Batch:
         grads: list[Any] | None,
         state: Mapping[Any, dict[str, Any]],
         slots: tuple[str | None, ...],
-        coef_id_for: Callable[[int], int],
+        coefficients_for: Callable[[int], tuple[float, ...]],
         spec: _Spec | None = None,
         absmax: tuple[str | None, ...] | None = None,
         master: str | None = None,

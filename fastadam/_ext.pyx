@@ -877,7 +877,7 @@ cdef class Batch:
         return 0
 
     def add_group(self, Py_ssize_t first, list params, list grads, object state, tuple slots,
-                  object coef_id_for, object spec=None, tuple absmax=None, object master=None,
+                  object coefficients_for, object spec=None, tuple absmax=None, object master=None,
                   bint counts=True):
         """Queue each param of a group whose grad is not None, with its state buffers.
 
@@ -886,8 +886,8 @@ cdef class Batch:
         ``"step"`` (in tensor mode a 0-d tensor; none if not ``counts``); ``grads``
         are the params' grads (None in tensor mode: each param's ``.grad``).
         ``slots`` names the state buffers in kernel order (None for one the group
-        does not use), and ``coef_id_for(step)`` gives the coefficient set of a
-        param's next step.
+        does not use), and ``coefficients_for(step)`` gives the coefficients of a
+        param's next step (called once for each step count the group's params are at).
         Compressed groups also give ``spec`` (see ``add``), ``absmax``, the keys of
         the state buffers' absmax (taken where the param's state has them), and
         ``master``, the key of float32 master weights: these are then the param,
@@ -898,8 +898,9 @@ cdef class Batch:
         """
         cdef Py_ssize_t j, n = len(params), before = self.ntensors, counted = self.ncounts
         cdef list queued = []
-        cdef object grad, entry, step, param, copy, count, last_step = None
+        cdef object grad, entry, step, param, copy, count, known, last_step = None
         cdef tuple buffers, padding = (), marks_padding = ()
+        cdef dict coef_ids = {}
         cdef size_t coef_id = 0
         cdef bint compressed = absmax is not None or master is not None
         cdef bint tensors = self.tensor_mode
@@ -940,7 +941,10 @@ cdef class Batch:
                         raise StateMissing(first + j)  # the front end's general path says why
                     step += 1
                 if step != last_step:
-                    coef_id = coef_id_for(step)
+                    known = coef_ids.get(step)
+                    if known is None:
+                        known = coef_ids[step] = self.add_coef(coefficients_for(step))
+                    coef_id = known
                     last_step = step
                 self._add(first + j, buffers, coef_id, spec, step, required)
                 queued.append(entry)

@@ -262,26 +262,24 @@ def queue(
     first = 0
     for group in groups:
         hyper, slots, layout_, prepared = plans.of(group)
-        coef_ids: dict[int, int] = {}
-
-        def coef_id(
-            step: int,
-            hyper: Group = hyper,
-            prepared: list[Prepared] = prepared,
-            ids: dict[int, int] = coef_ids,
-        ) -> int:
-            if step not in ids:
-                if not prepared:  # checks the group's hyperparameters
-                    prepared.append(algorithm.prepared(hyper))
-                ids[step] = batch.add_coef(prepared[0](step, False, algorithm.scalars))
-            return ids[step]
-
+        if prepared:
+            coefficients = prepared[0]
+        else:  # prepared when a param of the group first has a grad
+            coefficients = functools.partial(_prepare, algorithm, hyper, prepared)
         params = group["params"]
         mine = None if grads is None else grads[first : first + len(params)]
         counts = grads is not None or algorithm.counts_steps
-        queued += batch.add_group(first, params, mine, state, slots, coef_id, *layout_, counts)
+        queued += batch.add_group(first, params, mine, state, slots, coefficients, *layout_, counts)
         first += len(params)
     return queued
+
+
+def _prepare(algorithm: Algorithm, hyper: Group, prepared: list[Prepared], step: int) -> Any:
+    """The coefficients at ``step`` of a group whose coefficients are not yet prepared:
+    prepares them (checking its hyperparameters) and keeps them in ``prepared``."""
+    if not prepared:
+        prepared.append(algorithm.prepared(hyper))
+    return prepared[0](step)
 
 
 def wanted(

@@ -29,7 +29,9 @@ __all__ = ["ALGORITHMS", "Algorithm"]
 
 Group = Mapping[str, Any]
 Scalars = Mapping[str, float]
-Prepared = Callable[[int, bool, Scalars], tuple[float, ...]]  # a group's coefficients by step
+# A group's coefficients by step, for state that is not fresh and has no scalar state
+# (the planner's step, where every param has its state).
+Prepared = Callable[[int], tuple[float, ...]]
 
 
 @dataclass(frozen=True)
@@ -55,9 +57,10 @@ class Algorithm:
         in double; ``fresh`` is true when the state buffers were made for this
         step; ``scalars`` is the param's scalar state as this step leaves it.
     prepare
-        ``group -> (step, fresh, scalars) -> coefficients``: ``coefficients`` with the
-        group's hyperparameters checked once (None: checked at every call). The planner
-        keeps the result while the group is unchanged.
+        ``group -> step -> coefficients``: ``coefficients`` for state that is not fresh
+        and has no scalar state, with the group's hyperparameters checked once (None:
+        checked at every call). The planner keeps the result while the group is
+        unchanged; the step it gives is a count it has checked.
     active
         ``group -> flags``: which of ``slots`` the group's settings use (None: all).
     advance
@@ -98,9 +101,11 @@ class Algorithm:
         self.used(group)
 
     def prepared(self, group: Group) -> Prepared:
-        """``(step, fresh, scalars) -> coefficients`` for ``group`` (see ``prepare``)."""
+        """``step -> coefficients`` for ``group`` (see ``prepare``)."""
+        if self.scalars:
+            raise TypeError(f"{self.name}'s coefficients depend on each param's scalar state")
         if self.prepare is None:
-            return functools.partial(self.coefficients, group)
+            return lambda step: self.coefficients(group, step, False, self.scalars)
         return self.prepare(group)
 
     def advanced(self, group: Group, step: int, scalars: Scalars) -> dict[str, float]:
@@ -152,9 +157,9 @@ def _from_group(
 
     With ``at``, ``function`` checks the hyperparameters (``<name>_hyperparameters``)
     and ``at(checked, step)`` gives the step's coefficients: ``prepare(group)`` checks
-    the group once and returns the step's arithmetic alone. Without it, ``prepare``
-    binds the group; the coefficients of a ``function`` that takes neither the step
-    nor scalars are kept, by ``first_step``.
+    the group once and returns the step's arithmetic alone. Without it, the
+    coefficients of a ``function`` that takes neither the step nor scalars are
+    computed once; others at every step.
     """
     parameters = inspect.signature(function).parameters.values()
     names = tuple(p.name for p in parameters if p.default is inspect.Parameter.empty)
@@ -189,20 +194,12 @@ def _from_group(
 
     def prepare(group: Group) -> Prepared:
         if at is not None:
-            checked = function(**given_by(group))
-
-            def arithmetic(step: int, fresh: bool, values: Scalars) -> tuple[float, ...]:
-                return at(checked, check.step(step))
-
-            return arithmetic
-        if constant:
+            return functools.partial(at, function(**given_by(group)))
+        if constant:  # the same coefficients at every step (first_step is false)
             given = given_by(group)
-            if not takes_fresh:
-                coef = function(**given)
-                return lambda step, fresh, values: coef
-            kept = {fresh: function(**given, first_step=fresh) for fresh in (False, True)}
-            return lambda step, fresh, values: kept[fresh]
-        return functools.partial(coefficients, group)
+            coef = function(**given, first_step=False) if takes_fresh else function(**given)
+            return lambda step: coef
+        return lambda step: coefficients(group, step, False, {})
 
     return {"coefficients": coefficients, "prepare": prepare}
 
