@@ -40,20 +40,6 @@ AdagradChecked = tuple[float, float, float, float, bool]
 AdamaxChecked = tuple[float, float, float, float, float, bool]
 
 
-def _adam_family(
-    lr: object, beta1: object, beta2: object, eps: object, weight_decay: object
-) -> tuple[float, float, float, float, float]:
-    """The checks Adam, NAdam and RAdam share after the step's, in torch.optim's order:
-    (lr, beta1, beta2, eps, weight_decay)."""
-    return (
-        check_lr(lr),
-        check_beta(0, beta1, "beta1"),
-        check_beta(1, beta2, "beta2"),
-        check_eps(eps),
-        check_weight_decay(weight_decay),
-    )
-
-
 def _decay(lr: float, weight_decay: float, decoupled: bool) -> tuple[float, float]:
     """(L2 coefficient, param scale): decoupled decay scales the param, L2 decay joins the grad."""
     return (0.0, 1 - lr * weight_decay) if decoupled else (weight_decay, 1.0)
@@ -86,9 +72,17 @@ def adam_hyperparameters(
     decoupled_weight_decay: object,
     maximize: object,
 ) -> AdamChecked:
-    lr_, b1, b2, eps_, wd = _adam_family(lr, beta1, beta2, eps, weight_decay)
-    decoupled = check_flag("decoupled_weight_decay", decoupled_weight_decay)
-    return (lr_, b1, b2, eps_, wd, decoupled, check_flag("maximize", maximize))
+    """The checks of Adam, RAdam and NAdam (whose momentum_decay comes after them), in
+    torch.optim's order."""
+    return (
+        check_lr(lr),
+        check_beta(0, beta1, "beta1"),
+        check_beta(1, beta2, "beta2"),
+        check_eps(eps),
+        check_weight_decay(weight_decay),
+        check_flag("decoupled_weight_decay", decoupled_weight_decay),
+        check_flag("maximize", maximize),
+    )
 
 
 def adam_at(checked: AdamChecked, step: int) -> Coefficients:
@@ -284,10 +278,10 @@ def nadam(
     tensor multiplies it first, as torch.optim.NAdam does); it is then returned as is.
     """
     t = check_step(step)
-    lr_, b1, b2, eps_, wd = _adam_family(lr, beta1, beta2, eps, weight_decay)
+    lr_, b1, b2, eps_, wd, decoupled, maximize_ = adam_hyperparameters(
+        lr, beta1, beta2, eps, weight_decay, decoupled_weight_decay, maximize
+    )
     psi = check_in_range("momentum_decay", momentum_decay, "Invalid momentum_decay value: {}")
-    decoupled = check_flag("decoupled_weight_decay", decoupled_weight_decay)
-    maximize_ = check_flag("maximize", maximize)
     product = check_mu_product(mu_product)
     # As torch.optim.NAdam, in double: the momentum cache mu_t and mu_{t+1}.
     mu = momentum_cache(b1, psi, t)
