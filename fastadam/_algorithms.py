@@ -204,14 +204,11 @@ def adamax_hyperparameters(
     weight_decay: object,
     maximize: object,
 ) -> AdamaxChecked:
-    return (
-        check_lr(lr),
-        check_beta(0, beta1, "beta1"),
-        check_beta(1, beta2, "beta2"),
-        check_eps(eps),
-        check_weight_decay(weight_decay),
-        check_flag("maximize", maximize),
+    """Adam's checks (Adamax has no decoupled decay)."""
+    lr_, b1, b2, eps_, wd, _, maximize_ = adam_hyperparameters(
+        lr, beta1, beta2, eps, weight_decay, False, maximize
     )
+    return (lr_, b1, b2, eps_, wd, maximize_)
 
 
 def adamax_at(checked: AdamaxChecked, step: int) -> Coefficients:
