@@ -496,16 +496,22 @@ def measure_compressed(
     n: int, threads: Sequence[int], min_time: float, progress: bool
 ) -> list[_bench_compressed.CompressedResult]:
     """Every compressed format's Adam step over n elements, interleaved with the float32
-    steps of fastadam, torch (fused) and DeepSpeed (CPU Adam), per thread count."""
+    steps of fastadam, torch (fused) and DeepSpeed (CPU Adam) and the compressed-state
+    optimizers of torchao and bitsandbytes, per thread count."""
     deepspeed = _bench_compressed.deepspeed_available()
     if progress and not deepspeed:
         print("DeepSpeed CPU Adam is not available: leaving it out", file=sys.stderr)
+    peers = _bench_compressed.peers_available(torch_available())
+    if progress:
+        missing = [p.name for p in _bench_compressed.PEERS if p not in peers]
+        if missing:
+            print(f"not installed or not running here: {', '.join(missing)}", file=sys.stderr)
     rows = []
     for count in threads:
         if progress:
             print(f"compressed state, {n:,} elements, {count} thread(s)", file=sys.stderr)
         set_threads(count)
-        steps = _bench_compressed.steps(n, torch_available(), deepspeed)
+        steps = _bench_compressed.steps(n, torch_available(), deepspeed, peers)
         rows += _bench_compressed.results(median_times(steps, min_time), n, count)
     return rows
 

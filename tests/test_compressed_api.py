@@ -340,10 +340,50 @@ def test_bench_reports_compressed_rows(monkeypatch, capsys, torch):
     argv = ["--sizes", "3000", "--dtypes", "float32", "--threads", "1", "--min-time", "0.01"]
     report = bench.main([*argv, "--no-small", "--quiet"])
     rows = {r.format: r for r in report.compressed}
-    assert set(rows) == {bc.label(*f) for f in bc.FORMATS} | {"torch fused fp32"}
+    nearest = {bc.label(*f, "nearest") for f in bc.NEAREST}
+    peers = {p.name for p in bc.peers_available(True)}  # torchao, bitsandbytes if installed
+    assert set(rows) == {bc.label(*f) for f in bc.FORMATS} | nearest | {"torch fused fp32"} | peers
     assert rows["float32/float32/float32"].vs_float32 == pytest.approx(1.0)
     assert rows["float32/bfloat16/int8"].bytes_per_element == pytest.approx(14.0625)
     assert "Compressed state" in capsys.readouterr().out
+
+
+def test_bench_compares_each_state_format_with_its_fastest_peer(monkeypatch, torch):
+    """A peer (here torch's AdamW standing in for an installed 8-bit optimizer) is timed
+    in the same run, and the int8 rows of float32 params and grads give their ratio to
+    the fastest int8 peer; the round-to-nearest int8 row carries the peer goal."""
+    from fastadam import _bench_compressed as bc
+
+    fake = [
+        bc.Peer("peer A", "torch", "torch.optim:AdamW", "int8", 16.0, 6.0),
+        bc.Peer("peer B", "torch", "torch.optim:Adam", "int8", 16.0, 6.0),
+        bc.Peer("peer C", "not_a_module_fastadam_knows", "x:Y", "fp8", 16.0, 6.0),
+    ]
+    monkeypatch.setattr(bc, "PEERS", fake)
+    assert bc.peers_available(False) == []
+    assert [p.name for p in bc.peers_available(True)] == ["peer A", "peer B"]
+    steps = bc.steps(5000, True, False, bc.peers_available(True))
+    assert {"peer A", "peer B", "float32/float32/int8, nearest"} <= set(steps)
+    times = dict.fromkeys(steps, 1.0) | {"peer A": 3.0, "peer B": 2.0}
+    times["float32/float32/int8, nearest"] = 0.5
+    rows = {r.format: r for r in bc.results(times, 10_000_000, 2)}
+    assert rows["float32/float32/int8, nearest"].vs_peer == pytest.approx(4.0)  # 2.0 / 0.5
+    assert rows["float32/float32/int8"].vs_peer == pytest.approx(2.0)
+    assert rows["float32/bfloat16/int8"].vs_peer is None  # bfloat16 grads: not the peers' case
+    assert rows["float32/float32/bfloat16"].vs_peer is None  # no bfloat16 peer
+    assert (rows["peer A"].bytes_per_element, rows["peer A"].resident_bytes) == (16.0, 6.0)
+    assert rows["peer A"].vs_float32 == pytest.approx(1 / 3)
+    checked: list[tuple[str, float | None, float]] = []
+    bc.goals(list(rows.values()), lambda *args: checked.append(args))
+    assert ("float32/float32/int8, nearest state vs int8 peer, 2 thread(s)", 4.0, 1.0) in checked
+    assert "x peer" in bc.format_table(list(rows.values()))
+
+
+def test_peer_traffic():
+    from fastadam import _bench_compressed as bc
+
+    assert bc._peer_bytes(8, 256) == (16.0625, 6.03125)
+    assert bc._peer_bytes(4, 128) == (14.125, 5.0625)
 
 
 def test_state_keeps_its_format_when_the_group_changes():
