@@ -594,7 +594,8 @@ cdef struct _Span:
 
 cdef void _sort_spans(_Span *spans, _Span *scratch, size_t n) noexcept nogil:
     """Sort spans by start: a bottom-up merge sort with the comparison inline (a step
-    over many params sorts 4 spans per param; qsort's callbacks cost 3 times as much)."""
+    over many params sorts 4 spans per param; qsort's callbacks cost 3 times as much).
+    Two runs already in order (buffers allocated one after another) are copied whole."""
     cdef _Span *src = spans
     cdef _Span *dst = scratch
     cdef _Span *swap
@@ -604,6 +605,10 @@ cdef void _sort_spans(_Span *spans, _Span *scratch, size_t n) noexcept nogil:
         while lo < n:
             mid = min(lo + width, n)
             hi = min(lo + 2 * width, n)
+            if mid < hi and src[mid - 1].start <= src[mid].start:
+                memcpy(dst + lo, src + lo, (hi - lo) * sizeof(_Span))
+                lo = hi
+                continue
             i, j, k = lo, mid, lo
             while i < mid and j < hi:
                 if src[j].start < src[i].start:

@@ -792,6 +792,36 @@ def test_overlap_found_among_few_and_many_params(count):
     _assert_opt_unchanged(opt, before)
 
 
+@pytest.mark.parametrize("placement", ["in order", "reversed", "shuffled"])
+def test_overlap_check_whatever_the_order_of_the_buffers_in_memory(placement):
+    """Every buffer of 40 params is a slice of one array, placed in allocation order
+    (runs the sort copies whole), reversed, or shuffled: disjoint buffers step, and one
+    grad aliasing an exp_avg anywhere is found."""
+    count = 40
+    rng = np.random.default_rng(len(placement))
+    places = np.arange(4 * count)
+    if placement == "reversed":
+        places = places[::-1]
+    elif placement == "shuffled":
+        places = rng.permutation(places)
+    pool = rng.standard_normal(4 * count * N)
+    views = [pool[k * N : (k + 1) * N] for k in places]
+    params, grads = views[:count], views[count : 2 * count]
+    opt = fastadam.Adam(params, lr=1e-2)
+    for i in range(count):
+        exp_avg, exp_avg_sq = views[2 * count + i], views[3 * count + i]
+        np.abs(exp_avg_sq, out=exp_avg_sq)  # a second moment is not negative
+        opt.state[i] = {"step": 1, "exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq}
+    opt.step(grads)
+    assert all(state["step"] == 2 for state in opt.state.values())
+    before = _opt_snapshot(opt, params)
+    victim = int(rng.integers(count))
+    aliased = [*grads[:-1], opt.state[victim]["exp_avg"]]
+    with pytest.raises(ValueError, match=rf"exp_avg\[{victim}\]"):
+        opt.step(aliased)
+    _assert_opt_unchanged(opt, before)
+
+
 @pytest.mark.parametrize("history", ["fresh", "with state"])
 @pytest.mark.parametrize("name", twin.ALGORITHMS)
 def test_bad_last_param_changes_nothing(name, history):
