@@ -630,6 +630,8 @@ class TorchSession(Session):
             saved = copy.deepcopy(state_dict)
         except RuntimeError:  # torch's own refusal: a state tensor here is a param whose
             return  # grad has another shape (set through .data), which deepcopy copies too
+        except TypeError:  # a value torch.optim's load_state_dict made uncopyable: it loads
+            return  # a np.matrix state entry as np.matrix(generator), as torch.optim.Adam does
         for _ in range(source.int(0, 3)):
             _mutate_nested(source, saved, [])
         call(lambda: opt.load_state_dict(saved), self.watched(saved=saved))
