@@ -96,3 +96,29 @@ def test_oracle_compares_a_float32_scalar_state_at_float32(targets):
         assert_twin(
             "nadam", hp, before, after | {"mu_product": 1e-30}, tol, scalar_dtype=np.float32
         )
+
+
+@pytest.mark.filterwarnings("ignore:the matrix subclass:PendingDeprecationWarning")
+def test_torch_reload_skips_a_state_dict_torch_made_uncopyable(targets, torch):
+    """torch.optim's load_state_dict turns an np.matrix state entry into
+    np.matrix(<generator>), which deepcopy cannot copy (fastadam.torch.SGD loads as
+    torch.optim.SGD does): the torch target's reload leaves such a state dict alone
+    instead of failing. (fastadam.torch's Adam and AdamW check each entry first.)"""
+    import copy
+
+    import numpy as np
+    from oracle import Source
+
+    import fastadam.torch
+
+    for optimizer_class in (torch.optim.SGD, fastadam.torch.SGD):  # torch.optim's loading
+        param = torch.nn.Parameter(torch.zeros(3))
+        opt = optimizer_class([param], lr=0.1, momentum=0.9)
+        group = {k: v for k, v in opt.param_groups[0].items() if k != "params"}
+        entry = {"momentum_buffer": np.matrix(1.0)}
+        opt.load_state_dict({"state": {0: entry}, "param_groups": [{**group, "params": [0]}]})
+        with pytest.raises(TypeError, match="generator"):
+            copy.deepcopy(opt.state_dict())
+        session = targets.TorchSession(Source(b""), torch, opt, "sgd", [param])
+        session.reload()  # returns without loading anything
+        assert isinstance(opt.state[param]["momentum_buffer"], np.matrix)
