@@ -16,6 +16,9 @@ from __future__ import annotations
 
 import math
 
+import cython
+from cython.cimports.libc.math import sqrt  # compiled: C's; interpreted: math.sqrt
+
 # The checks as module globals: compiled, a global is a cached lookup, where an
 # attribute of the module would be a dictionary lookup at every call.
 from ._validate import beta as check_beta
@@ -30,6 +33,8 @@ from ._validate import step as check_step
 from ._validate import weight_decay as check_weight_decay
 
 Coefficients = tuple[float, ...]
+
+_INF = cython.declare(cython.double, math.inf)
 
 
 # Hyperparameters as <name>_hyperparameters returns them: (lr, beta1, beta2, eps,
@@ -63,6 +68,8 @@ def adam(
     return adam_at(checked, t)
 
 
+@cython.locals(lr_=cython.double, b1=cython.double, b2=cython.double)
+@cython.locals(eps_=cython.double, wd=cython.double)
 def adam_hyperparameters(
     lr: object,
     beta1: object,
@@ -74,6 +81,24 @@ def adam_hyperparameters(
 ) -> AdamChecked:
     """The checks of Adam, RAdam and NAdam (whose momentum_decay comes after them), in
     torch.optim's order."""
+    if (
+        type(lr) is float
+        and type(beta1) is float
+        and type(beta2) is float
+        and type(eps) is float
+        and type(weight_decay) is float
+        and type(decoupled_weight_decay) is bool
+        and type(maximize) is bool
+    ):  # the common case, compared in C doubles: each check's rule, each passed
+        lr_, b1, b2, eps_, wd = lr, beta1, beta2, eps, weight_decay
+        if (
+            0.0 <= lr_ < _INF
+            and 0.0 <= b1 < 1.0
+            and 0.0 <= b2 < 1.0
+            and 0.0 <= eps_ < _INF
+            and 0.0 <= wd < _INF
+        ):
+            return (lr, beta1, beta2, eps, weight_decay, decoupled_weight_decay, maximize)
     return (
         check_lr(lr),
         check_beta(0, beta1, "beta1"),
@@ -85,20 +110,27 @@ def adam_hyperparameters(
     )
 
 
+# Compiled, the arithmetic of Adam's step is in C doubles (setup.py builds without
+# contraction into fused multiply-adds): the same operations, and bits, as Python floats.
+# cpow: C's pow of doubles, as Python's for a base >= 0 (without it, Cython goes through
+# complex numbers in case the base is negative).
+@cython.cpow(True)
+@cython.locals(lr_=cython.double, b1=cython.double, b2=cython.double, wd=cython.double)
+@cython.locals(t=cython.double, bias_correction1=cython.double, bias_correction2=cython.double)
 def adam_at(checked: AdamChecked, step: int) -> Coefficients:
     lr_, b1, b2, eps_, wd, decoupled, maximize_ = checked
-    bias_correction1 = 1.0 - b1**step
-    bias_correction2 = 1.0 - b2**step
-    l2, scale = _decay(lr_, wd, decoupled)
+    t = step  # as Python raises a float to an int power: the int rounded to a double
+    bias_correction1 = 1.0 - b1**t
+    bias_correction2 = 1.0 - b2**t
     return (
         b1,
         b2,
         eps_,
         lr_ / bias_correction1,
-        math.sqrt(bias_correction2),
-        l2,
-        scale,
-        float(maximize_),
+        sqrt(bias_correction2),
+        0.0 if decoupled else wd,  # _decay: L2 coefficient, param scale
+        1.0 - lr_ * wd if decoupled else 1.0,
+        1.0 if maximize_ else 0.0,
     )
 
 

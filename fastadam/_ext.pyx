@@ -826,6 +826,9 @@ cdef class Batch:
 
     def add_coef(self, tuple coef):
         """Store one set of coefficients; returns its id for ``add``."""
+        return self._add_coef(coef)
+
+    cdef Py_ssize_t _add_coef(self, tuple coef) except -1:
         cdef double *grown
         if self.ncoefs == self.coefcap:
             self.coefcap = 2 * self.coefcap + 1
@@ -945,10 +948,10 @@ cdef class Batch:
                     if type(step) is not int or not 0 <= step < 0xFFFFFFFFFFFFFFFF:
                         raise StateMissing(first + j)  # the front end's general path says why
                     step += 1
-                if step != last_step:
+                if last_step is None or step != last_step:
                     known = coef_ids.get(step)
                     if known is None:
-                        known = coef_ids[step] = self.add_coef(coefficients_for(step))
+                        known = coef_ids[step] = self._add_coef(coefficients_for(step))
                     coef_id = known
                     last_step = step
                 self._add(first + j, buffers, coef_id, spec, step, required)

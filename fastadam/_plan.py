@@ -16,6 +16,7 @@ import functools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple, TypeAlias
 
+import cython
 import numpy as np
 
 from . import _ext, _formats
@@ -229,11 +230,12 @@ class Plans:
         return plan
 
 
+@cython.locals(i=cython.Py_ssize_t)
 def _unchanged(keys: tuple[str, ...], values: tuple[object, ...], group: Group) -> bool:
     """Whether ``group`` holds ``keys``, in order, with the same value objects."""
     if len(group) != len(keys):
         return False
-    for i, (key, value) in enumerate(group.items()):
+    for i, (key, value) in enumerate(group.items()):  # i typed: a C counter
         if value is not values[i] or (key is not keys[i] and key != keys[i]):
             return False
     return True
@@ -259,18 +261,21 @@ def queue(
     if algorithm.scalars:  # per-param coefficients: the front end's general step
         raise _ext.StateMissing()
     queued: list[dict[str, Any]] = []
+    counts = grads is not None or algorithm.counts_steps
     first = 0
     for group in groups:
-        hyper, slots, layout_, prepared = plans.of(group)
+        hyper, slots, (spec, absmax, master), prepared = plans.of(group)
         if prepared:
             coefficients = prepared[0]
         else:  # prepared when a param of the group first has a grad
             coefficients = functools.partial(_prepare, algorithm, hyper, prepared)
         params = group["params"]
-        mine = None if grads is None else grads[first : first + len(params)]
-        counts = grads is not None or algorithm.counts_steps
-        queued += batch.add_group(first, params, mine, state, slots, coefficients, *layout_, counts)
-        first += len(params)
+        n = len(params)
+        mine = grads if grads is None or n == len(grads) else grads[first : first + n]
+        queued += batch.add_group(
+            first, params, mine, state, slots, coefficients, spec, absmax, master, counts
+        )
+        first += n
     return queued
 
 

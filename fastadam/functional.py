@@ -13,8 +13,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _algorithms, _ext, _formats
+from . import _algorithms, _ext
 from . import _validate as check
+
+# What adam() calls at every step, as module globals: compiled, a global is a cached
+# lookup, where an attribute of a module is a dictionary lookup at every call.
+from ._algorithms import adam_at, adam_hyperparameters
+from ._ext import ADAM, run1
+from ._formats import spec as format_spec
+from ._validate import flag as check_flag
+from ._validate import step as check_step
 
 __all__ = ["adagrad", "adam", "adamax", "lion", "nadam", "radam", "rmsprop", "sgd"]
 
@@ -132,28 +140,22 @@ def adam(
     >>> p.round(6)
     array([0.9, 0.9, 0.9, 0.9], dtype=float32)
     """
-    coef = _algorithms.adam(
-        step=step,
-        lr=lr,
-        beta1=beta1,
-        beta2=beta2,
-        eps=eps,
-        weight_decay=weight_decay,
-        decoupled_weight_decay=decoupled_weight_decay,
-        maximize=maximize,
+    t = check_step(step)  # _algorithms.adam's checks, in its order, called positionally
+    checked = adam_hyperparameters(
+        lr, beta1, beta2, eps, weight_decay, decoupled_weight_decay, maximize
     )
-    _require("max_exp_avg_sq", max_exp_avg_sq, check.flag("amsgrad", amsgrad), "amsgrad=True")
-    spec = _formats.spec(rounding, block_size, seed)
-    _ext.run1(
-        _ext.ADAM,
+    if check_flag("amsgrad", amsgrad) != (max_exp_avg_sq is not None):
+        _require("max_exp_avg_sq", max_exp_avg_sq, amsgrad, "amsgrad=True")
+    run1(
+        ADAM,
         _ADAM_NAMES,
         (
             param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq,
             exp_avg_absmax, exp_avg_sq_absmax, max_exp_avg_sq_absmax, param_copy,
         ),
-        coef,
-        spec,
-        step,
+        adam_at(checked, t),
+        format_spec(rounding, block_size, seed),
+        t,
     )  # fmt: skip
 
 

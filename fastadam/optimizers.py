@@ -23,8 +23,11 @@ import numpy as np
 
 from . import _ext, _formats, _plan
 from . import _validate as check
+from ._ext import Batch, StateMissing
 from ._plan import FORMAT_DEFAULTS, MASTER, format_options
+from ._plan import queue as plan_queue
 from ._table import ALGORITHMS, Algorithm
+from ._validate import flag as check_flag
 
 __all__ = [
     "FORMAT_DEFAULTS",
@@ -157,14 +160,14 @@ class Optimizer:
         Everything is checked before anything is modified; state is created on
         first use and kept only if the step succeeds.
         """
-        guard = check.flag("skip_if_nonfinite", skip_if_nonfinite)
+        guard = check_flag("skip_if_nonfinite", skip_if_nonfinite)
         aligned = self._align(grads)
         with self._lock:
             try:
                 batch, stepped = self._queue(aligned)
                 created: dict[int, dict[str, Any]] = {}
                 scaled: list[tuple[dict[str, Any], dict[str, float]]] = []
-            except _ext.StateMissing:
+            except StateMissing:
                 batch, stepped, created, scaled = self._queue_creating(aligned)
             except ValueError:
                 owners = [(p, g) for g in self.param_groups for p in g["params"]]
@@ -207,8 +210,8 @@ class Optimizer:
         plans = self.__dict__.get("_plans")
         if plans is None:
             plans = self.__dict__["_plans"] = _plan.Plans(self.algorithm)
-        batch = _ext.Batch(self.algorithm.kernel, plans.labels)
-        return batch, _plan.queue(batch, plans, self.param_groups, self.state, grads)
+        batch = Batch(self.algorithm.kernel, plans.labels)
+        return batch, plan_queue(batch, plans, self.param_groups, self.state, grads)
 
     def _queue_creating(self, grads: list[np.ndarray | None]) -> Queued:
         """The general path: new state buffers are made for the step, kept only if it succeeds."""

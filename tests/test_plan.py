@@ -3,6 +3,8 @@ nothing they depend on can have changed, and never at the price of a stale layou
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -132,3 +134,78 @@ def test_a_kept_plan_checks_its_group_once_and_a_new_value_afresh() -> None:
         optimizer.step(grads)
     np.testing.assert_array_equal(params[0], before)
     assert optimizer.state[0]["step"] == 5
+
+
+# Adam's hyperparameter checks have a fast path for the common case (exact floats and
+# bools, compared in C doubles when compiled), and its step's arithmetic runs in C
+# doubles: both must agree with the checks one by one and with Python's float arithmetic.
+_EDGES = [
+    0.0, -0.0, 5e-324, 1e-8, 0.5, math.nextafter(1.0, 0.0), 1.0, 2.0, 1e308,
+    -5e-324, -1.0, math.inf, -math.inf, math.nan,
+]  # fmt: skip
+
+
+def _one_by_one(*args: object) -> object:
+    from fastadam import _validate as check
+
+    lr, beta1, beta2, eps, weight_decay, decoupled, maximize = args
+    try:
+        return (
+            check.lr(lr),
+            check.beta(0, beta1, "beta1"),
+            check.beta(1, beta2, "beta2"),
+            check.eps(eps),
+            check.weight_decay(weight_decay),
+            check.flag("decoupled_weight_decay", decoupled),
+            check.flag("maximize", maximize),
+        )
+    except (TypeError, ValueError) as error:
+        return type(error), str(error)
+
+
+def _joined(*args: object) -> object:
+    from fastadam import _algorithms
+
+    try:
+        return _algorithms.adam_hyperparameters(*args)
+    except (TypeError, ValueError) as error:
+        return type(error), str(error)
+
+
+@pytest.mark.parametrize("position", range(5))
+def test_adam_checks_fast_path_agrees_with_each_check(position: int) -> None:
+    base: list[object] = [1e-3, 0.9, 0.999, 1e-8, 0.01, False, False]
+    odd: list[object] = [*_EDGES, 1, np.float32(0.5), np.float64(0.5), True, None, "0.1"]
+    for value in odd:
+        args = list(base)
+        args[position] = value
+        expected, got = _one_by_one(*args), _joined(*args)
+        assert repr(got) == repr(expected), (position, value)
+        if isinstance(expected, tuple) and not isinstance(expected[0], type):
+            assert all(type(a) is type(b) for a, b in zip(got, expected, strict=True))  # type: ignore[arg-type]
+    for flag in range(5, 7):
+        for value in (True, False, np.bool_(True), 1, None):
+            args = list(base)
+            args[flag] = value
+            assert repr(_joined(*args)) == repr(_one_by_one(*args)), (flag, value)
+
+
+@pytest.mark.parametrize("decoupled", [False, True])
+@pytest.mark.parametrize("maximize", [False, True])
+def test_adam_step_arithmetic_is_pythons(decoupled: bool, maximize: bool) -> None:
+    from fastadam import _algorithms
+
+    rng = np.random.default_rng(7)
+    steps = [1, 2, 3, 10, 1000, 123_456_789, 2**53 + 1, 2**63, 2**64 - 1]
+    for _ in range(200):
+        lr, eps, wd = (float(x) for x in 10.0 ** rng.uniform(-9, 0, 3))
+        b1, b2 = (float(x) for x in rng.uniform(0, 1, 2))
+        for t in steps:
+            got = _algorithms.adam_at((lr, b1, b2, eps, wd, decoupled, maximize), t)
+            bias1, bias2 = 1.0 - b1**t, 1.0 - b2**t
+            want = (
+                b1, b2, eps, lr / bias1, math.sqrt(bias2),
+                0.0 if decoupled else wd, 1 - lr * wd if decoupled else 1.0, float(maximize),
+            )  # fmt: skip
+            assert [x.hex() for x in got] == [x.hex() for x in want], (lr, b1, b2, wd, t)
+            assert all(type(x) is float for x in got)
