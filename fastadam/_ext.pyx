@@ -590,49 +590,54 @@ cdef struct _Span:
     uintptr_t end
     size_t tensor
     int buf
+    size_t rank  # the order of (tensor, buffer), which breaks ties of start
+
+
+cdef inline bint _before(const _Span *a, const _Span *b) noexcept nogil:
+    return a.start < b.start or (a.start == b.start and a.rank < b.rank)
 
 
 cdef void _sort_spans(_Span *spans, _Span *scratch, size_t n) noexcept nogil:
-    """Sort spans by start: a bottom-up merge sort with the comparison inline (a step
-    over many params sorts 4 spans per param; qsort's callbacks cost 3 times as much).
-    Two runs already in order (buffers allocated one after another) are copied whole."""
+    """Sort spans by start, ties by rank: a natural merge sort with the comparison inline
+    (qsort's callbacks cost 3 times as much). Each pass merges neighbouring runs that
+    are already in order: spans listed a buffer at a time (a step's params, then its
+    grads, ...: arrays mostly allocated one after another) take a pass or two."""
     cdef _Span *src = spans
     cdef _Span *dst = scratch
     cdef _Span *swap
-    cdef size_t width = 1, lo, mid, hi, i, j, k
-    while width < n:
+    cdef size_t lo, mid, hi, i, j, k
+    if n < 2:
+        return
+    while True:
         lo = 0
         while lo < n:
-            mid = min(lo + width, n)
-            hi = min(lo + 2 * width, n)
-            if mid < hi and src[mid - 1].start <= src[mid].start:
-                memcpy(dst + lo, src + lo, (hi - lo) * sizeof(_Span))
-                lo = hi
-                continue
+            mid = lo + 1
+            while mid < n and not _before(&src[mid], &src[mid - 1]):
+                mid += 1
+            if lo == 0 and mid == n:  # one run: sorted
+                if src != spans:
+                    memcpy(spans, src, n * sizeof(_Span))
+                return
+            hi = mid + 1 if mid < n else mid
+            while hi < n and not _before(&src[hi], &src[hi - 1]):
+                hi += 1
             i, j, k = lo, mid, lo
             while i < mid and j < hi:
-                if src[j].start < src[i].start:
+                if _before(&src[j], &src[i]):
                     dst[k] = src[j]
                     j += 1
                 else:
                     dst[k] = src[i]
                     i += 1
                 k += 1
-            while i < mid:
-                dst[k] = src[i]
-                i += 1
-                k += 1
-            while j < hi:
-                dst[k] = src[j]
-                j += 1
-                k += 1
+            if i < mid:
+                memcpy(dst + k, src + i, (mid - i) * sizeof(_Span))
+            if j < hi:
+                memcpy(dst + k, src + j, (hi - j) * sizeof(_Span))
             lo = hi
         swap = src
         src = dst
         dst = swap
-        width *= 2
-    if src != spans:
-        memcpy(spans, src, n * sizeof(_Span))
 
 
 cdef int _check_disjoint(const fa_tensor *tensors, size_t ntensors, tuple names,
@@ -640,7 +645,8 @@ cdef int _check_disjoint(const fa_tensor *tensors, size_t ntensors, tuple names,
                          size_t ncounts=0) except -1:
     """Raise if a written buffer overlaps any other buffer of the call.
 
-    Spans are sorted by start; a span overlaps an earlier one exactly when it
+    Spans are sorted by start (ties in the order of tensor, then buffer, then the
+    step counts); a span overlaps an earlier one exactly when it
     starts before the furthest end seen so far. Gradients may share memory with
     each other (they are only read), nothing else may. The step count tensors
     incremented after the run (``counts``) are written buffers too.
@@ -656,13 +662,16 @@ cdef int _check_disjoint(const fa_tensor *tensors, size_t ntensors, tuple names,
     cdef _Span furthest_any, furthest_written, other
     cdef bint have_any = False, have_written = False, clash
     try:
-        for i in range(ntensors):
-            for b in range(_ALL_BUFS if tensors[i].format != NULL else FA_MAX_BUFS):
+        for b in range(_ALL_BUFS):  # a buffer at a time: runs in order, for the sort
+            for i in range(ntensors):
+                if b >= FA_MAX_BUFS and tensors[i].format == NULL:
+                    continue
                 if _span_start(&tensors[i], b) != NULL and tensors[i].n > 0:
                     spans[nspans].start = <uintptr_t>_span_start(&tensors[i], b)
                     spans[nspans].end = spans[nspans].start + _span_bytes(&tensors[i], b)
                     spans[nspans].tensor = i
                     spans[nspans].buf = b
+                    spans[nspans].rank = i * _ALL_BUFS + b
                     nspans += 1
         for i in range(ncounts):
             spans[nspans].start = <uintptr_t>counts[i].data
@@ -671,6 +680,7 @@ cdef int _check_disjoint(const fa_tensor *tensors, size_t ntensors, tuple names,
             )
             spans[nspans].tensor = i
             spans[nspans].buf = _COUNT_BUF
+            spans[nspans].rank = ntensors * _ALL_BUFS + i
             nspans += 1
         _sort_spans(spans, spans + most, nspans)
         for k in range(nspans):
@@ -827,6 +837,12 @@ cdef class Batch:
     def add_coef(self, tuple coef):
         """Store one set of coefficients; returns its id for ``add``."""
         return self._add_coef(coef)
+
+    def set_coef(self, size_t coef_id, tuple coef):
+        """Replace the coefficients ``coef_id`` (a batch run again, at its next step)."""
+        if coef_id >= self.ncoefs:
+            raise ValueError(f"no coefficients {coef_id}: the batch has {self.ncoefs}")
+        _load_coef(self.coefs + coef_id * FA_MAX_COEF, coef)
 
     cdef Py_ssize_t _add_coef(self, tuple coef) except -1:
         cdef double *grown

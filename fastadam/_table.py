@@ -159,7 +159,7 @@ def _from_group(
     and ``at(checked, step)`` gives the step's coefficients: ``prepare(group)`` checks
     the group once and returns the step's arithmetic alone. Without it, the
     coefficients of a ``function`` that takes neither the step nor scalars are
-    computed once; others at every step.
+    computed once; others have no ``prepare`` and are computed at every step.
     """
     parameters = inspect.signature(function).parameters.values()
     names = tuple(p.name for p in parameters if p.default is inspect.Parameter.empty)
@@ -195,13 +195,12 @@ def _from_group(
     def prepare(group: Group) -> Prepared:
         if at is not None:
             return functools.partial(at, function(**given_by(group)))
-        if constant:  # the same coefficients at every step (first_step is false)
-            given = given_by(group)
-            coef = function(**given, first_step=False) if takes_fresh else function(**given)
-            return lambda step: coef
-        return lambda step: coefficients(group, step, False, {})
+        given = given_by(group)  # constant: the same coefficients at every step
+        coef = function(**given, first_step=False) if takes_fresh else function(**given)
+        return lambda step: coef
 
-    return {"coefficients": coefficients, "prepare": prepare}
+    preparable = at is not None or constant  # else Algorithm.prepared computes at every step
+    return {"coefficients": coefficients, "prepare": prepare if preparable else None}
 
 
 _NADAM = _from_group(functools.partial(_algorithms.nadam, updated=True), scalars=("mu_product",))[

@@ -174,6 +174,7 @@ def test_cli_model_rows_and_small_calls(tmp_path, capsys, torch):
         "functional.adam, 1 x 16",
         "Adam.step, 1 x 1000",
         "Adam.step, 100 x 1000",
+        "fused call alone, 100 x 1000",
         "fastadam.torch.Adam.step, 1 x 1000",
         "fastadam.torch.Adam.step, 100 x 1000",
         "torch-fused Adam.step, 1 x 1000",
@@ -189,3 +190,34 @@ def test_cli_model_rows_and_small_calls(tmp_path, capsys, torch):
         pytest.approx(dataclasses.asdict(r)) for r in rows
     ]
     assert data["small_calls_us"] == pytest.approx(report.small_calls_us)
+
+
+def _small_call_goals(calls: dict[str, float]) -> list[str]:
+    report = bench.Report(machine={}, small_calls_us=calls)
+    bench.evaluate_goals(report)
+    return report.goals
+
+
+def test_a_step_goal_below_the_fused_call_alone_is_out_of_reach() -> None:
+    """A step cannot take less than the one C call it ends in: when that call alone takes
+    the whole budget, the goal is reported out of reach, with what the step adds."""
+    goals = _small_call_goals({"Adam.step, 100 x 1000": 93.0, "fused call alone, 100 x 1000": 60.0})
+    assert goals == [
+        "[out of reach] Adam.step, 100 x 1000: 93 us (goal <= 50.0 us): the fused call "
+        "alone takes 60 us here; the step adds 0.33 us per tensor"
+    ]
+    goals = _small_call_goals({"Adam.step, 100 x 1000": 93.0, "fused call alone, 100 x 1000": 40.0})
+    assert goals == ["[MISSED] Adam.step, 100 x 1000: 93 us (goal <= 50.0 us)"]
+    goals = _small_call_goals({"Adam.step, 1 x 1000": 3.5, "Adam.step, 100 x 1000": 45.0})
+    assert goals == [
+        "[ok] Adam.step, 1 x 1000: 3.5 us (goal <= 4.0 us)",
+        "[ok] Adam.step, 100 x 1000: 45 us (goal <= 50.0 us)",
+    ]
+
+
+def test_a_batch_takes_new_coefficients_for_its_next_run() -> None:
+    batch = bench._ext.Batch(bench._ext.ADAM, bench.BUFFER_NAMES)
+    coef = batch.add_coef((0.9,) * 8)
+    batch.set_coef(coef, (0.5,) * 8)
+    with pytest.raises(ValueError, match="no coefficients 1: the batch has 1"):
+        batch.set_coef(1, (0.5,) * 8)
