@@ -105,23 +105,23 @@ typedef enum { FA_STORE_F32 = 0, FA_STORE_BF16 = 1, FA_STORE_Q8 = 2, FA_NUM_STOR
 
 /*
  * The same count by arithmetic (formats.h: fa_q8_lattice_*; built and proven
- * equal to the table search by fa_qmap_init, in qmap.c). Eight of the thresholds,
- * bound[0..7], split the magnitudes into regions: a lies in region d if d bounds
- * are below it. In region 8 the count is total (every threshold is below a). In
- * region d < 8 the thresholds between its bounds, numbered first[d] to
- * first[d] + span[d], lie on the lattice E_j = j * step[d] + origin[d] (float
- * arithmetic, j = 0 .. span[d]) up to a correction of -1 to 2 units in the last
- * place: bits(T_k) = bits(E_j) + c_k - 1, where k = first[d] + j and c_k is the
- * 2-bit field k % 16 of correction[k / 16]. A region with no threshold between its
- * bounds holds its upper bound there (span 0, step 0), which no a of it exceeds.
- * exact is 0 where the map's thresholds do not fit (the table search serves).
+ * equal to the table search by fa_qmap_init, in qmap.c). Seven of the thresholds,
+ * bound[0..6], split the magnitudes into eight regions (the decades of the map's
+ * magnitudes): a lies in region d if d bounds are below it. The thresholds of
+ * region d, numbered first[d] to first[d] + span[d], lie on the lattice
+ * E_j = j * step[d] + origin[d] (float arithmetic, j = 0 .. span[d]) up to a
+ * correction of -1 to 2 units in the last place: bits(T_k) = bits(E_j) + c_k - 1,
+ * where k = first[d] + j and c_k is the 2-bit field k % 16 of correction[k / 16].
+ * A region with no threshold inside holds one of its bounds (span 0, step 0): the
+ * upper, which no a of it exceeds, or for the last region the lower, which every
+ * a of it exceeds. exact is 0 where the map's thresholds do not fit (the table
+ * search serves).
  */
 typedef struct {
-    uint32_t bound[8];
+    uint32_t bound[7];
     float origin[8], step[8], inverse[8]; /* inverse: 1 / step, or 0 */
     int32_t first[8], span[8];
     uint32_t correction[16];
-    uint32_t total;
     int exact;
 } fa_qlattice;
 

@@ -74,7 +74,7 @@ FA_INLINE uint32_t fa_q8_count(const fa_qsearch *s, uint32_t a)
  *
  * Why it is exact: in region d, with k = first[d] + j, the count is k + (a > T_k)
  * whenever T_{k-1} < a <= T_{k+1} (the bounds of the region stand for the
- * thresholds just outside it). The candidate j = round((a - origin) * inverse),
+ * thresholds just outside it; the last region's count is first + 1). The candidate j = round((a - origin) * inverse),
  * clamped to [0, span], never decreases as a grows (each float operation rounds
  * monotonically, and round adds 1.5 * 2^23 to keep the integer part in the low
  * bits). So it suffices that each threshold T_k of the region has a candidate of
@@ -103,10 +103,8 @@ FA_INLINE uint32_t fa_q8_lattice_threshold(const fa_qlattice *l, int d, int32_t 
 FA_INLINE uint32_t fa_q8_lattice_count(const fa_qlattice *l, uint32_t a)
 {
     int d = 0;
-    for (int i = 0; i < 8; i++)
+    for (int i = 0; i < 7; i++)
         d += a > l->bound[i];
-    if (d == 8)
-        return l->total;
     const int32_t j = fa_q8_lattice_candidate(l, d, a);
     return (uint32_t)(l->first[d] + j) + (a > fa_q8_lattice_threshold(l, d, j));
 }

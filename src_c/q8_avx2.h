@@ -12,7 +12,7 @@
 
 /* The lattice of one search, in registers. */
 typedef struct {
-    __m256i bound[8], first, span, correction[2], total;
+    __m256i bound[7], first, span, correction[2];
     __m256 origin, step, inverse;
 } fa_avx2_lattice;
 
@@ -20,13 +20,12 @@ FA_INLINE fa_avx2_lattice fa_avx2_lattice_load(const fa_qlattice *l)
 {
     fa_avx2_lattice v;
 
-    for (int i = 0; i < 8; i++)
+    for (int i = 0; i < 7; i++)
         v.bound[i] = _mm256_set1_epi32((int)l->bound[i]);
     v.first = _mm256_loadu_si256((const __m256i *)l->first);
     v.span = _mm256_loadu_si256((const __m256i *)l->span);
     v.correction[0] = _mm256_loadu_si256((const __m256i *)l->correction);
     v.correction[1] = _mm256_loadu_si256((const __m256i *)(l->correction + 8));
-    v.total = _mm256_set1_epi32((int)l->total);
     v.origin = _mm256_loadu_ps(l->origin);
     v.step = _mm256_loadu_ps(l->step);
     v.inverse = _mm256_loadu_ps(l->inverse);
@@ -36,24 +35,23 @@ FA_INLINE fa_avx2_lattice fa_avx2_lattice_load(const fa_qlattice *l)
 /*
  * fa_q8_lattice_count of 4 vectors of 8 magnitudes a (bits). Each step runs over
  * the 4 vectors before the next, so that the core has independent work while a
- * vector's long chain of dependent operations runs.
+ * vector's long chain of dependent operations runs. The corrections are looked up
+ * only where they can matter: T_k lies within [E_j - 1, E_j + 2], so a > T_k is
+ * a > E_j unless a is in [E_j, E_j + 2], which few values are (the thresholds are
+ * thousands of units in the last place apart).
  */
 FA_INLINE void fa_avx2_count(const fa_avx2_lattice *l, const __m256i a[4], __m256i count[4])
 {
-    __m256i d[4], above[4], j[4], k[4];
-    __m256 origin[4];
+    __m256i d[4], j[4], k[4], e[4], near = _mm256_setzero_si256();
 
     for (int v = 0; v < 4; v++) {
         d[v] = _mm256_setzero_si256();
-        for (int i = 0; i < 8; i++) {
-            above[v] = _mm256_cmpgt_epi32(a[v], l->bound[i]);
-            d[v] = _mm256_sub_epi32(d[v], above[v]);
-        }
+        for (int i = 0; i < 7; i++)
+            d[v] = _mm256_sub_epi32(d[v], _mm256_cmpgt_epi32(a[v], l->bound[i]));
     }
     for (int v = 0; v < 4; v++) {
-        /* region d's row (vpermd reads d % 8: region 8 takes total below) */
-        origin[v] = _mm256_permutevar8x32_ps(l->origin, d[v]);
-        const __m256 t = _mm256_mul_ps(_mm256_sub_ps(_mm256_castsi256_ps(a[v]), origin[v]),
+        const __m256 origin = _mm256_permutevar8x32_ps(l->origin, d[v]);
+        const __m256 t = _mm256_mul_ps(_mm256_sub_ps(_mm256_castsi256_ps(a[v]), origin),
                                        _mm256_permutevar8x32_ps(l->inverse, d[v]));
         const __m256i rounded = _mm256_castps_si256(_mm256_add_ps(t, _mm256_set1_ps(12582912.0f)));
         j[v] = _mm256_min_epi32(
@@ -61,11 +59,18 @@ FA_INLINE void fa_avx2_count(const fa_avx2_lattice *l, const __m256i a[4], __m25
                              _mm256_setzero_si256()),
             _mm256_permutevar8x32_epi32(l->span, d[v]));
         k[v] = _mm256_add_epi32(_mm256_permutevar8x32_epi32(l->first, d[v]), j[v]);
+        e[v] = _mm256_castps_si256(_mm256_add_ps(
+            _mm256_mul_ps(_mm256_cvtepi32_ps(j[v]), _mm256_permutevar8x32_ps(l->step, d[v])),
+            origin));
     }
     for (int v = 0; v < 4; v++) {
-        const __m256 e = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(j[v]),
-                                                     _mm256_permutevar8x32_ps(l->step, d[v])),
-                                       origin[v]);
+        const __m256i above = _mm256_sub_epi32(a[v], e[v]);
+        near = _mm256_or_si256(near, _mm256_cmpeq_epi32(_mm256_min_epu32(above, _mm256_set1_epi32(2)), above));
+        count[v] = _mm256_sub_epi32(k[v], _mm256_cmpgt_epi32(a[v], e[v]));
+    }
+    if (_mm256_testz_si256(near, near))
+        return;
+    for (int v = 0; v < 4; v++) {
         /* correction k: 2 bits of dword k / 16 of 16, the second vector where bit 7 of k is set */
         const __m256i word = _mm256_srli_epi32(k[v], 4);
         const __m256i c = _mm256_castps_si256(_mm256_blendv_ps(
@@ -74,10 +79,8 @@ FA_INLINE void fa_avx2_count(const fa_avx2_lattice *l, const __m256i a[4], __m25
             _mm256_castsi256_ps(_mm256_slli_epi32(k[v], 24))));
         const __m256i shift = _mm256_and_si256(_mm256_slli_epi32(k[v], 1), _mm256_set1_epi32(30));
         const __m256i field = _mm256_and_si256(_mm256_srlv_epi32(c, shift), _mm256_set1_epi32(3));
-        const __m256i threshold = _mm256_sub_epi32(_mm256_add_epi32(_mm256_castps_si256(e), field),
-                                                   _mm256_set1_epi32(1));
-        count[v] = _mm256_blendv_epi8(_mm256_sub_epi32(k[v], _mm256_cmpgt_epi32(a[v], threshold)),
-                                      l->total, above[v]);
+        const __m256i threshold = _mm256_sub_epi32(_mm256_add_epi32(e[v], field), _mm256_set1_epi32(1));
+        count[v] = _mm256_sub_epi32(k[v], _mm256_cmpgt_epi32(a[v], threshold));
     }
 }
 
@@ -111,6 +114,7 @@ FA_INLINE void fa_q8_encode_avx2(const fa_qmap *q, size_t len, unsigned shift, c
 {
     const fa_avx2_lattice l = fa_avx2_lattice_load(&q->search[stochastic != 0].lattice);
     const __m256i zero = _mm256_set1_epi32((int)q->zero), one = _mm256_set1_epi32(1);
+    const __m256 positive_top = _mm256_castsi256_ps(_mm256_sub_epi32(_mm256_set1_epi32(255), zero));
     const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
 
     for (size_t i = 0; i < len; i += 32) {
@@ -122,17 +126,16 @@ FA_INLINE void fa_q8_encode_avx2(const fa_qmap *q, size_t len, unsigned shift, c
             a[v] = _mm256_and_si256(u[v], _mm256_set1_epi32(0x7fffffff));
             /* the largest rank of x's sign: 255 - zero, or zero */
             top[v] = _mm256_castps_si256(
-                _mm256_blendv_ps(_mm256_castsi256_ps(_mm256_sub_epi32(_mm256_set1_epi32(255), zero)),
-                                 _mm256_castsi256_ps(zero), _mm256_castsi256_ps(u[v])));
+                _mm256_blendv_ps(positive_top, _mm256_castsi256_ps(zero), _mm256_castsi256_ps(u[v])));
         }
         fa_avx2_count(&l, a, rank);
         for (int v = 0; v < 4; v++) {
-            rank[v] = _mm256_min_epu32(rank[v], top[v]);
             if (stochastic) {
                 /* rank is the magnitude at or below |x|: round up to the next with its probability */
                 const __m256i bits = fa_avx2_hash32(counter + (uint32_t)(i + 8 * v));
                 const __m256i r16 = high ? _mm256_srli_epi32(bits, 16)
                                          : _mm256_and_si256(bits, _mm256_set1_epi32(0xffff));
+                rank[v] = _mm256_min_epu32(rank[v], top[v]);
                 const __m256i upper = _mm256_sub_epi32(rank[v], _mm256_cmpgt_epi32(top[v], rank[v]));
                 const __m256 lo = fa_avx2_magnitude(q, _mm256_add_epi32(zero, rank[v]));
                 const __m256 hi = fa_avx2_magnitude(q, _mm256_add_epi32(zero, upper));
@@ -141,7 +144,10 @@ FA_INLINE void fa_q8_encode_avx2(const fa_qmap *q, size_t len, unsigned shift, c
                                                 _mm256_sub_ps(_mm256_castsi256_ps(a[v]), lo), _CMP_LT_OQ);
                 rank[v] = _mm256_blendv_epi8(rank[v], upper, _mm256_castps_si256(up));
             }
-            /* a nonzero x gets at least rank 1 (min(a, 1): whether a is nonzero), at most top */
+            /*
+             * At least 1 where x is nonzero (min(a, 1)), at most top (which is also
+             * min(rank, top) before it, as fa_q8_code clamps both times).
+             */
             rank[v] = _mm256_min_epu32(_mm256_max_epu32(rank[v], _mm256_min_epu32(a[v], one)), top[v]);
             /* code = zero -/+ rank (vpsignd negates where x is negative; rank is 0 where x is 0) */
             rank[v] = _mm256_add_epi32(zero, _mm256_sign_epi32(rank[v], u[v]));

@@ -70,14 +70,15 @@ static int fit_region(fa_qlattice *l, int d, const uint32_t *t, int32_t lo, int3
 }
 
 /*
- * The lattice of search s of map q: the bounds are the thresholds between
- * magnitudes of different decades (eight for the dynamic maps: 0, seven decades,
- * 1). 0 if the thresholds do not fit.
+ * The lattice of search s of map q: its bounds are the thresholds between
+ * magnitudes of different decades, 0 counting as of the smallest magnitude's
+ * (seven for the dynamic maps: seven decades, then 1). 0 if the thresholds do
+ * not fit.
  */
 static int fit_lattice(fa_qlattice *l, const fa_qmap *q, const fa_qsearch *s)
 {
     uint32_t t[256];
-    int32_t bound[8];
+    int32_t bound[7];
     const uint32_t total = fa_q8_count(s, 0x7f800000U);
     int n = 0;
 
@@ -85,22 +86,22 @@ static int fit_lattice(fa_qlattice *l, const fa_qmap *q, const fa_qsearch *s)
         return 0;
     for (uint32_t k = 0; k < total; k++) {
         t[k] = threshold(s, k);
-        if (decade(fa_q8_magnitude(q, q->zero + k)) != decade(fa_q8_magnitude(q, q->zero + k + 1))) {
-            if (n == 8)
+        if (k > 0 && decade(fa_q8_magnitude(q, q->zero + k)) !=
+                         decade(fa_q8_magnitude(q, q->zero + k + 1))) {
+            if (n == 7)
                 return 0;
             bound[n] = (int32_t)k;
             l->bound[n++] = t[k];
         }
     }
-    if (n != 8 || bound[7] != (int32_t)total - 1)
+    if (n != 7 || bound[6] != (int32_t)total - 1)
         return 0;
-    l->total = total;
-    for (int d = 0; d < 8; d++) {
+    for (int d = 0; d < 7; d++) {
         const int32_t lo = d ? bound[d - 1] + 1 : 0, hi = bound[d] - 1;
         if (!fit_region(l, d, t, hi < lo ? bound[d] : lo, hi < lo ? bound[d] : hi))
             return 0;
     }
-    return 1;
+    return fit_region(l, 7, t, bound[6], bound[6]); /* above every threshold */
 }
 
 void fa_qmap_init(fa_qmap *q)
