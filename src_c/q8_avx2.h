@@ -10,9 +10,9 @@
  */
 #include <immintrin.h>
 
-/* The lattice of one search, in registers. */
+/* The lattice of one search, in registers (first | span << 16: one lookup for both). */
 typedef struct {
-    __m256i bound[7], first, span, correction[2];
+    __m256i bound[7], first_span, correction[2];
     __m256 origin, step, inverse;
 } fa_avx2_lattice;
 
@@ -22,8 +22,8 @@ FA_INLINE fa_avx2_lattice fa_avx2_lattice_load(const fa_qlattice *l)
 
     for (int i = 0; i < 7; i++)
         v.bound[i] = _mm256_set1_epi32((int)l->bound[i]);
-    v.first = _mm256_loadu_si256((const __m256i *)l->first);
-    v.span = _mm256_loadu_si256((const __m256i *)l->span);
+    v.first_span = _mm256_or_si256(_mm256_loadu_si256((const __m256i *)l->first),
+                                   _mm256_slli_epi32(_mm256_loadu_si256((const __m256i *)l->span), 16));
     v.correction[0] = _mm256_loadu_si256((const __m256i *)l->correction);
     v.correction[1] = _mm256_loadu_si256((const __m256i *)(l->correction + 8));
     v.origin = _mm256_loadu_ps(l->origin);
@@ -54,11 +54,12 @@ FA_INLINE void fa_avx2_count(const fa_avx2_lattice *l, const __m256i a[4], __m25
         const __m256 t = _mm256_mul_ps(_mm256_sub_ps(_mm256_castsi256_ps(a[v]), origin),
                                        _mm256_permutevar8x32_ps(l->inverse, d[v]));
         const __m256i rounded = _mm256_castps_si256(_mm256_add_ps(t, _mm256_set1_ps(12582912.0f)));
+        const __m256i first_span = _mm256_permutevar8x32_epi32(l->first_span, d[v]);
         j[v] = _mm256_min_epi32(
             _mm256_max_epi32(_mm256_sub_epi32(rounded, _mm256_set1_epi32(0x4b400000)),
                              _mm256_setzero_si256()),
-            _mm256_permutevar8x32_epi32(l->span, d[v]));
-        k[v] = _mm256_add_epi32(_mm256_permutevar8x32_epi32(l->first, d[v]), j[v]);
+            _mm256_srli_epi32(first_span, 16));
+        k[v] = _mm256_add_epi32(_mm256_and_si256(first_span, _mm256_set1_epi32(0xffff)), j[v]);
         e[v] = _mm256_castps_si256(_mm256_add_ps(
             _mm256_mul_ps(_mm256_cvtepi32_ps(j[v]), _mm256_permutevar8x32_ps(l->step, d[v])),
             origin));
