@@ -96,7 +96,7 @@ void fa_q8_set_byte_tables(int enable)
 
 void fa_q8_encode(const fa_qmap *q, const float *x, size_t n, uint8_t *codes)
 {
-    fa_active_level->q8_encode(q, x, n, codes, 0, 0);
+    fa_active_level->q8_encode(q, x, n, codes);
 }
 
 /* param and grad, then the state buffers each kernel reads unconditionally (fastadam.h). */

@@ -30,9 +30,7 @@ typedef struct {
     fa_search_kernel any_nonfinite[FA_NUM_DTYPES];
     fa_search_kernel any_nonfinite_bf16;
     const fa_compressed_table *compressed[FA_NUM_ALGOS]; /* NULL: no compressed formats */
-    /* the codes of n values x under q, rounded stochastically with counters counter + i if asked */
-    void (*q8_encode)(const fa_qmap *q, const float *x, size_t n, uint8_t *codes, int stochastic,
-                      uint32_t counter);
+    void (*q8_encode)(const fa_qmap *q, const float *x, size_t n, uint8_t *codes);
     int byte_tables; /* whether its 8-bit kernels have the AVX-512 VBMI lookups */
     int lattice;     /* whether its 8-bit encoder has the AVX2 lattice */
 } fa_level;

@@ -126,13 +126,12 @@ FA_KERNEL int fa_any_nonfinite_bf16(size_t n, const void *values)
     return found;
 }
 
-/* The codes of x under q: one block of every element, scale 1 (the kernels' quantise). */
-FA_KERNEL void fa_q8_encode_level(const fa_qmap *q, const float *x, size_t n, uint8_t *codes,
-                                  int stochastic, uint32_t counter)
+/* The nearest codes of x under q: the kernels' quantise, one block of every element, scale 1. */
+FA_KERNEL void fa_q8_encode_level(const fa_qmap *q, const float *x, size_t n, uint8_t *codes)
 {
     static const float one = 1.0f;
 
-    fa_adam_quantise(q, n, 63, x, &one, codes, stochastic, counter, 0);
+    fa_adam_quantise(q, n, 63, x, &one, codes, 0, 0, 0);
 }
 
 const fa_level FA_LEVEL_VAR = {
