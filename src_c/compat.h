@@ -151,4 +151,11 @@ static inline unsigned fa_ctz(uint64_t x)
 #define FA_BASELINE_BYTE_TABLES 0
 #endif
 
+/* Whether the baseline itself has AVX2 (-march naming it): the 8-bit encoder's lattice. */
+#if defined(__AVX2__)
+#define FA_BASELINE_LATTICE 1
+#else
+#define FA_BASELINE_LATTICE 0
+#endif
+
 #endif /* FASTADAM_COMPAT_H */

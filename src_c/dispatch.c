@@ -1,7 +1,7 @@
 /*
  * The level the kernels run at (kernels.h: fa_level), picked once as the
  * library loads, and the parts of the C interface that are the same at every
- * level: required buffers, the 8-bit maps' byte planes, rounding keys.
+ * level: required buffers, rounding keys.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -84,8 +84,9 @@ const char *fa_simd_level(void)
 
 const char *fa_q8_lookups(void)
 {
-    return fa_active_level->byte_tables && fa_byte_tables_enabled ? "byte tables (avx512vbmi)"
-                                                                   : "loads";
+    if (fa_active_level->byte_tables && fa_byte_tables_enabled)
+        return "byte tables (avx512vbmi)";
+    return fa_active_level->lattice ? "lattice (avx2)" : "loads";
 }
 
 void fa_q8_set_byte_tables(int enable)
@@ -121,17 +122,6 @@ unsigned fa_required_buffers(fa_algo algo)
 int fa_has_compressed(fa_algo algo)
 {
     return algo >= 0 && algo < FA_NUM_ALGOS && fa_active_level->compressed[algo] != NULL;
-}
-
-void fa_qmap_init(fa_qmap *q)
-{
-    for (int i = 0; i < 256; i++)
-        for (int k = 0; k < 4; k++) {
-            q->value_planes[k][i] = (uint8_t)(fa_bits(q->value[i]) >> 8 * k);
-            for (int s = 0; s < 2; s++)
-                for (int t = 0; t < 2; t++)
-                    q->search[s].planes[t][k][i] = (uint8_t)(q->search[s].bucket[t][i] >> 8 * k);
-        }
 }
 
 uint32_t fa_rounding_key(uint32_t seed, uint64_t tensor, uint64_t step)

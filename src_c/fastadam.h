@@ -104,6 +104,28 @@ enum { /* the memory-traffic ceiling */
 typedef enum { FA_STORE_F32 = 0, FA_STORE_BF16 = 1, FA_STORE_Q8 = 2, FA_NUM_STORES } fa_store;
 
 /*
+ * The same count by arithmetic (formats.h: fa_q8_lattice_*; built and proven
+ * equal to the table search by fa_qmap_init, in qmap.c). Seven of the thresholds,
+ * bound[0..6], split the magnitudes into eight regions (the decades of the map's
+ * magnitudes): a lies in region d if d bounds are below it. The thresholds of
+ * region d, numbered first[d] to first[d] + span[d], lie on the lattice
+ * E_j = j * step[d] + origin[d] (float arithmetic, j = 0 .. span[d]) up to a
+ * correction of -1 to 2 units in the last place: bits(T_k) = bits(E_j) + c_k - 1,
+ * where k = first[d] + j and c_k is the 2-bit field k % 16 of correction[k / 16].
+ * A region with no threshold inside holds one of its bounds (span 0, step 0): the
+ * upper, which no a of it exceeds, or for the last region the lower, which every
+ * a of it exceeds. exact is 0 where the map's thresholds do not fit (the table
+ * search serves).
+ */
+typedef struct {
+    uint32_t bound[7];
+    float origin[8], step[8], inverse[8]; /* inverse: 1 / step, or 0 */
+    int32_t first[8], span[8];
+    uint32_t correction[16];
+    int exact;
+} fa_qlattice;
+
+/*
  * A count of thresholds below a float32 magnitude a (exponent e, mantissa m):
  * binade i = clamp(e - 96, 0, 31) has binade[i] = offset | shift << 16, a lies
  * in bucket b = offset + (m >> shift), and bucket[0][b] = count | t1 << 8,
@@ -115,6 +137,7 @@ typedef struct {
     uint32_t binade[32];
     uint32_t bucket[2][256];
     uint8_t planes[2][4][256];
+    fa_qlattice lattice;
 } fa_qsearch;
 
 /*
@@ -133,7 +156,7 @@ typedef struct {
     uint8_t value_planes[4][256];
 } fa_qmap;
 
-/* Fill the byte planes of q from its values and search tables. */
+/* Fill the byte planes and the lattices of q from its values and search tables. */
 void fa_qmap_init(fa_qmap *q);
 
 /* How the buffers of a compressed tensor are stored and rounded. */
@@ -211,8 +234,9 @@ const char *fa_simd_level(void);
 
 /*
  * How the 8-bit kernels look up their tables: "byte tables" (AVX-512 VBMI byte
- * permutes) where the CPU has them, else "loads" (scalar or gathered). enable = 0
- * forces loads (for tests); both compute the same bits.
+ * permutes) where the CPU has them, else "lattice" (the encoder by arithmetic,
+ * AVX2 and AVX-512 without VBMI) or "loads" (scalar or gathered). enable = 0
+ * switches the byte tables off (for tests); all compute the same bits.
  */
 const char *fa_q8_lookups(void);
 void fa_q8_set_byte_tables(int enable);

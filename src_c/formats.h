@@ -68,6 +68,47 @@ FA_INLINE uint32_t fa_q8_count(const fa_qsearch *s, uint32_t a)
     return (entry & 0xffU) + (m > entry >> 8) + (m > s->bucket[1][b]);
 }
 
+/*
+ * The same count by arithmetic (fastadam.h: fa_qlattice), which the vector
+ * encoders compute with the same operations in the same order.
+ *
+ * Why it is exact: in region d, with k = first[d] + j, the count is k + (a > T_k)
+ * whenever T_{k-1} < a <= T_{k+1} (the bounds of the region stand for the
+ * thresholds just outside it; the last region's count is first + 1). The candidate j = round((a - origin) * inverse),
+ * clamped to [0, span], never decreases as a grows (each float operation rounds
+ * monotonically, and round adds 1.5 * 2^23 to keep the integer part in the low
+ * bits). So it suffices that each threshold T_k of the region has a candidate of
+ * at most j and the next float above it one of at least j: an a with candidate j
+ * then lies above T_{k-1} and at most at T_{k+1}. fa_qmap_init checks this and the
+ * corrections for every threshold, and keeps exact = 0 if any fails. The dynamic
+ * map's thresholds are evenly spaced within each decade, so the candidate is off by
+ * far less than the half spacing this allows.
+ */
+FA_INLINE int32_t fa_q8_lattice_candidate(const fa_qlattice *l, int d, uint32_t a)
+{
+    const float t = (fa_float(a) - l->origin[d]) * l->inverse[d];
+    const int32_t j = (int32_t)(fa_bits(t + 12582912.0f) - 0x4b400000U);
+    return j < 0 ? 0 : j > l->span[d] ? l->span[d] : j;
+}
+
+/* T_k for candidate j of region d: its lattice point plus its correction. */
+FA_INLINE uint32_t fa_q8_lattice_threshold(const fa_qlattice *l, int d, int32_t j)
+{
+    const uint32_t k = (uint32_t)(l->first[d] + j);
+    const float e = (float)j * l->step[d] + l->origin[d];
+    return fa_bits(e) + (l->correction[k >> 4] >> 2 * (k & 15) & 3U) - 1U;
+}
+
+/* fa_q8_count by the lattice of its search. */
+FA_INLINE uint32_t fa_q8_lattice_count(const fa_qlattice *l, uint32_t a)
+{
+    int d = 0;
+    for (int i = 0; i < 7; i++)
+        d += a > l->bound[i];
+    const int32_t j = fa_q8_lattice_candidate(l, d, a);
+    return (uint32_t)(l->first[d] + j) + (a > fa_q8_lattice_threshold(l, d, j));
+}
+
 /* The end of the block of 1 << shift elements that holds element i, at most len. */
 FA_INLINE size_t fa_block_end(size_t i, unsigned shift, size_t len)
 {
@@ -88,14 +129,15 @@ FA_INLINE float fa_q8_magnitude(const fa_qmap *q, uint32_t code)
  * probability (|x| - lower) / (upper - lower). A nonzero x never gets code zero
  * (nor the other sign): it gets at least the smallest code of its sign. NaN gets
  * the largest code, so its block's NaN absmax spreads. (src_c/q8_vbmi.h computes
- * the same, 64 codes at a time.)
+ * the same, 64 codes at a time.) fa_q8_code_counted takes the count of
+ * thresholds below |x| (fa_q8_count) as given.
  */
-FA_INLINE uint32_t fa_q8_code(const fa_qmap *q, float x, const int stochastic, uint32_t random16)
+FA_INLINE uint32_t fa_q8_code_counted(const fa_qmap *q, float x, uint32_t count,
+                                      const int stochastic, uint32_t random16)
 {
     const uint32_t u = fa_bits(x), a = u & 0x7fffffffU, negative = u >> 31, zero = q->zero;
     const uint32_t top = 255 - zero - negative * (255 - 2 * zero); /* largest rank of x's sign */
-    uint32_t rank = fa_q8_count(&q->search[stochastic != 0], a);
-    rank = rank < top ? rank : top;
+    uint32_t rank = count < top ? count : top;
     if (stochastic) {
         /* rank is the magnitude at or below |x|: round up to the next with its probability */
         const uint32_t upper = rank < top ? rank + 1 : rank;
@@ -106,6 +148,13 @@ FA_INLINE uint32_t fa_q8_code(const fa_qmap *q, float x, const int stochastic, u
     rank |= (uint32_t)(rank == 0) & (uint32_t)(a != 0);
     rank = rank < top ? rank : top;
     return zero + (rank ^ -negative) + negative; /* zero -/+ rank, without a branch */
+}
+
+FA_INLINE uint32_t fa_q8_code(const fa_qmap *q, float x, const int stochastic, uint32_t random16)
+{
+    const uint32_t a = fa_bits(x) & 0x7fffffffU;
+    return fa_q8_code_counted(q, x, fa_q8_count(&q->search[stochastic != 0], a), stochastic,
+                              random16);
 }
 
 #endif /* FASTADAM_FORMATS_H */

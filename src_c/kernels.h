@@ -32,6 +32,7 @@ typedef struct {
     const fa_compressed_table *compressed[FA_NUM_ALGOS]; /* NULL: no compressed formats */
     void (*q8_encode)(const fa_qmap *q, const float *x, size_t n, uint8_t *codes);
     int byte_tables; /* whether its 8-bit kernels have the AVX-512 VBMI lookups */
+    int lattice;     /* whether its 8-bit encoder has the AVX2 lattice */
 } fa_level;
 
 extern const fa_level fa_level_baseline, fa_level_avx2, fa_level_avx512, fa_level_sve;

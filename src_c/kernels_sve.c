@@ -10,6 +10,7 @@
 #define FA_LEVEL_NAME "sve"
 #define FA_LEVEL_ATTRIBUTES FA_TARGET(FA_ISA_SVE)
 #define FA_LEVEL_BYTE_TABLES 0
+#define FA_LEVEL_LATTICE 0
 #include "level_impl.h"
 #else
 typedef int fa_no_sve_level; /* ISO C wants a declaration in every file */

@@ -8,6 +8,7 @@
  *   FA_LEVEL_NAME         its name for fa_simd_level ("avx2", ...)
  *   FA_LEVEL_ATTRIBUTES   what every function of the level carries (its target)
  *   FA_LEVEL_BYTE_TABLES  1 if its 8-bit kernels have the AVX-512 VBMI lookups
+ *   FA_LEVEL_LATTICE      1 if its 8-bit encoder has the AVX2 lattice (q8_avx2.h)
  *
  * Every function here is static, so that the levels never share code compiled
  * for another instruction set.
@@ -28,12 +29,19 @@
 /*
  * The 8-bit format's bulk lookups: with AVX-512 VBMI byte tables where the CPU
  * has them (and tests have not switched them off), 64 elements at a time, in
- * blocks of 1 << shift >= 64 elements with a factor each. Each returns how many
- * of the len elements it did; the caller does the rest.
+ * blocks of 1 << shift >= 64 elements with a factor each; the encoder also by
+ * the lattice with AVX2 (where the map's lattice is exact), 32 at a time in
+ * blocks of 1 << shift >= 32. Each returns how many of the len elements it did;
+ * the caller does the rest.
  */
 #if FA_LEVEL_BYTE_TABLES
 #include "q8_vbmi.h"
+#endif
+#if FA_LEVEL_LATTICE
+#include "q8_avx2.h"
+#endif
 
+#if FA_LEVEL_BYTE_TABLES
 FA_INLINE size_t fa_q8_decode_bulk(const fa_qmap *q, size_t len, unsigned shift,
                                    const uint8_t *codes, const float *absmax, float *out)
 {
@@ -42,20 +50,30 @@ FA_INLINE size_t fa_q8_decode_bulk(const fa_qmap *q, size_t len, unsigned shift,
     fa_q8_decode_vbmi(q, len & ~(size_t)63, shift, codes, absmax, out);
     return len & ~(size_t)63;
 }
+#else
+#define fa_q8_decode_bulk(q, len, shift, codes, absmax, out) ((size_t)0)
+#endif
 
 FA_INLINE size_t fa_q8_encode_bulk(const fa_qmap *q, size_t len, unsigned shift, const float *x,
                                    const float *scale, uint8_t *codes, int stochastic,
                                    uint32_t counter, int high)
 {
-    if (shift < 6 || !fa_byte_tables_enabled)
-        return 0;
-    fa_q8_encode_vbmi(q, len & ~(size_t)63, shift, x, scale, codes, stochastic, counter, high);
-    return len & ~(size_t)63;
-}
-#else
-#define fa_q8_decode_bulk(q, len, shift, codes, absmax, out) ((size_t)0)
-#define fa_q8_encode_bulk(q, len, shift, x, scale, codes, stochastic, counter, high) ((size_t)0)
+#if FA_LEVEL_BYTE_TABLES
+    if (shift >= 6 && fa_byte_tables_enabled) {
+        fa_q8_encode_vbmi(q, len & ~(size_t)63, shift, x, scale, codes, stochastic, counter, high);
+        return len & ~(size_t)63;
+    }
 #endif
+#if FA_LEVEL_LATTICE
+    if (shift >= 5 && q->search[stochastic != 0].lattice.exact) {
+        fa_q8_encode_avx2(q, len & ~(size_t)31, shift, x, scale, codes, stochastic, counter, high);
+        return len & ~(size_t)31;
+    }
+#endif
+    (void)q, (void)len, (void)shift, (void)x, (void)scale, (void)codes, (void)stochastic;
+    (void)counter, (void)high;
+    return 0;
+}
 
 #define FA_T float
 #define FA_UINT uint32_t
@@ -108,12 +126,12 @@ FA_KERNEL int fa_any_nonfinite_bf16(size_t n, const void *values)
     return found;
 }
 
-/* The nearest codes of x under q: one block of every element, scale 1. */
+/* The nearest codes of x under q: the kernels' quantise, one block of every element, scale 1. */
 FA_KERNEL void fa_q8_encode_level(const fa_qmap *q, const float *x, size_t n, uint8_t *codes)
 {
-    for (size_t i = fa_q8_encode_bulk(q, n, 63, x, (const float[]){1.0f}, codes, 0, 0, 0); i < n;
-         i++)
-        codes[i] = (uint8_t)fa_q8_code(q, x[i], 0, 0);
+    static const float one = 1.0f;
+
+    fa_adam_quantise(q, n, 63, x, &one, codes, 0, 0, 0);
 }
 
 const fa_level FA_LEVEL_VAR = {
@@ -135,6 +153,7 @@ const fa_level FA_LEVEL_VAR = {
     .compressed = {[FA_ADAM] = &fa_adam_compressed_table},
     .q8_encode = fa_q8_encode_level,
     .byte_tables = FA_LEVEL_BYTE_TABLES,
+    .lattice = FA_LEVEL_LATTICE,
 };
 
 #undef FA_BOTH

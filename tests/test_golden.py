@@ -247,13 +247,20 @@ def cases() -> list[Case]:
 # ------------------------------------------------------------- input, output
 
 
-def _write_input(path: Path, all_cases: list[Case]) -> None:
-    chunks = [b"FAGOLD1\n"]
+def map_bytes() -> bytes:
+    """The signed and the unsigned map as the C drivers read them: values, the code of
+    zero, then each search's binades and buckets."""
+    chunks = []
     for values in (_formats.SIGNED_MAP, _formats.UNSIGNED_MAP):
         zero, nearest, floor = _formats.thresholds(values)
         chunks += [values.astype("<f4").tobytes(), struct.pack("<I", zero)]
         for binades, buckets in (_formats.search_table(nearest), _formats.search_table(floor)):
             chunks += [binades.astype("<u4").tobytes(), buckets.astype("<u4").tobytes()]
+    return b"".join(chunks)
+
+
+def _write_input(path: Path, all_cases: list[Case]) -> None:
+    chunks = [b"FAGOLD1\n", map_bytes()]
     chunks.append(struct.pack("<I", len(all_cases)))
     for c in all_cases:
         name = c.name.encode()
