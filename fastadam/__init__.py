@@ -1,6 +1,7 @@
 """fastadam: fused, memory-bandwidth-bound optimizers for NumPy arrays on CPUs.
 
-Every update (Adam, AdamW, SGD, RMSprop, Adagrad, Adamax, NAdam, RAdam, Lion) is one pass of a
+Every update (Adam, AdamW, SGD, RMSprop, Adagrad, Adamax, NAdam, RAdam, Rprop, Lion) is one
+pass of a
 C loop over contiguous float32/float64 buffers, in place, with the GIL released
 (from 4 096 elements per call).
 
@@ -17,7 +18,19 @@ from . import functional
 from ._config import get_num_threads, set_num_threads, show_config
 from ._version import __version__
 from .checkpoint import CheckpointError, load, save
-from .optimizers import SGD, Adagrad, Adam, Adamax, AdamW, Lion, NAdam, Optimizer, RAdam, RMSprop
+from .optimizers import (
+    SGD,
+    Adagrad,
+    Adam,
+    Adamax,
+    AdamW,
+    Lion,
+    NAdam,
+    Optimizer,
+    RAdam,
+    RMSprop,
+    Rprop,
+)
 
 __all__ = [
     "SGD",
@@ -31,6 +44,7 @@ __all__ = [
     "Optimizer",
     "RAdam",
     "RMSprop",
+    "Rprop",
     "__version__",
     "functional",
     "get_num_threads",

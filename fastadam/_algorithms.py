@@ -265,6 +265,29 @@ def lion(
     )
 
 
+def rprop(
+    *,
+    etaminus: object,
+    etaplus: object,
+    step_size_min: object,
+    step_size_max: object,
+    maximize: object,
+) -> Coefficients:
+    """Rprop's coefficients. torch.optim checks the etas (``0 < etaminus < 1 < etaplus``)
+    and not the step sizes; a NaN, negative or inverted step size range is refused here."""
+    minus, plus = check_real("etaminus", etaminus), check_real("etaplus", etaplus)
+    if not 0.0 < minus < 1.0 < plus:
+        raise ValueError(f"Invalid eta values: {etaminus}, {etaplus}")
+    low = check_real("step_size_min", step_size_min)
+    high = check_real("step_size_max", step_size_max)
+    if not 0.0 <= low <= high:
+        raise ValueError(
+            f"Invalid step_sizes values: {step_size_min}, {step_size_max} "
+            "(they must satisfy 0 <= step_size_min <= step_size_max)"
+        )
+    return (minus, plus, low, high, float(check_flag("maximize", maximize)))
+
+
 def momentum_cache(beta1: float, momentum_decay: float, step: int) -> float:
     """NAdam's momentum coefficient mu_t = beta1 * (1 - 0.5 * 0.96^(t * momentum_decay)),
     in double, as torch.optim.NAdam computes it."""

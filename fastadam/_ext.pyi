@@ -16,6 +16,7 @@ ADAMAX: int
 LION: int
 NADAM: int
 RADAM: int
+RPROP: int
 TRAFFIC: int
 MAX_BUFS: int
 MAX_STATE: int

@@ -68,6 +68,7 @@ cdef extern from "fastadam.h" nogil:
         FA_LION
         FA_NADAM
         FA_RADAM
+        FA_RPROP
         FA_TRAFFIC
         FA_NUM_ALGOS
     ctypedef struct fa_tensor:
@@ -101,6 +102,7 @@ ADAMAX = FA_ADAMAX
 LION = FA_LION
 NADAM = FA_NADAM
 RADAM = FA_RADAM
+RPROP = FA_RPROP
 TRAFFIC = FA_TRAFFIC
 MAX_BUFS = FA_MAX_BUFS
 MAX_STATE = FA_MAX_STATE

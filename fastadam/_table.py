@@ -235,6 +235,31 @@ def _adagrad_prepare(group: Group) -> Prepared:
     return _ADAGRAD["prepare"](group)
 
 
+def _rprop(group: Group, step: int, fresh: bool, scalars: Scalars) -> tuple[float, ...]:
+    """Rprop's coefficients from a group of torch.optim.Rprop's keys: lr (checked
+    first, as torch does; it is the first step size), the pairs etas and step_sizes."""
+    check.lr(_hp(group, "lr"))
+    etaminus, etaplus = check.pair("etas", _hp(group, "etas"))
+    low, high = check.pair("step_sizes", _hp(group, "step_sizes"))
+    return _algorithms.rprop(
+        etaminus=etaminus,
+        etaplus=etaplus,
+        step_size_min=low,
+        step_size_max=high,
+        maximize=_hp(group, "maximize"),
+    )
+
+
+def _rprop_prepare(group: Group) -> Prepared:
+    coefficients = _rprop(group, 1, False, {})  # the same at every step
+    return lambda step: coefficients
+
+
+def _rprop_initial(slot: str, group: Group) -> float:
+    """A step size starts at the group's lr (checked), the previous grad at 0."""
+    return check.lr(_hp(group, "lr")) if slot == "step_size" else 0.0
+
+
 ADAM_DEFAULTS: dict[str, Any] = {
     "lr": 1e-3,
     "betas": (0.9, 0.999),
@@ -353,6 +378,15 @@ ALGORITHMS: dict[str, Algorithm] = {
                 "maximize": False,
             },
             **_from_group(_algorithms.radam_hyperparameters, _algorithms.radam_at),
+        ),
+        Algorithm(
+            name="Rprop",
+            kernel=_ext.RPROP,
+            slots=("prev", "step_size"),
+            defaults={"lr": 1e-2, "etas": (0.5, 1.2), "step_sizes": (1e-6, 50), "maximize": False},
+            coefficients=_rprop,
+            prepare=_rprop_prepare,
+            initial=_rprop_initial,
         ),
         Algorithm(
             name="Lion",

@@ -72,6 +72,16 @@ def beta(index: int, value: object, name: str = "") -> float:
     return in_range(name or f"betas[{index}]", value, message, high=1.0)
 
 
+def pair(name: str, value: object) -> tuple[float, float]:
+    """A pair of real numbers (a tuple, list or other sequence of two), as floats."""
+    if (
+        type(value) is not tuple
+        and (not isinstance(value, Sequence) or isinstance(value, (str, bytes)))
+    ) or len(value) != 2:
+        raise TypeError(f"{name} must be a pair of numbers, got {value!r}")
+    return real(f"{name}[0]", value[0]), real(f"{name}[1]", value[1])
+
+
 def betas(value: object) -> tuple[float, float]:
     """A pair (beta1, beta2), each in [0, 1)."""
     if (

@@ -24,7 +24,7 @@ from ._formats import spec as format_spec
 from ._validate import flag as check_flag
 from ._validate import step as check_step
 
-__all__ = ["adagrad", "adam", "adamax", "lion", "nadam", "radam", "rmsprop", "sgd"]
+__all__ = ["adagrad", "adam", "adamax", "lion", "nadam", "radam", "rmsprop", "rprop", "sgd"]
 
 
 def _require(name: str, buffer: np.ndarray | None, needed: bool, reason: str) -> np.ndarray | None:
@@ -407,6 +407,71 @@ def lion(
     _ext.run1(_ext.LION, ("param", "grad", "exp_avg"), (param, grad, exp_avg), coef)
 
 
+def rprop(
+    param: np.ndarray,
+    grad: np.ndarray,
+    prev: np.ndarray,
+    step_size: np.ndarray,
+    *,
+    etaminus: float,
+    etaplus: float,
+    step_size_min: float,
+    step_size_max: float,
+    maximize: bool = False,
+) -> None:
+    r"""One Rprop step, in place (Riedmiller & Braun, "A Direct Adaptive Method for Faster
+    Backpropagation Learning: The RPROP Algorithm", 1993), as ``torch.optim.Rprop``.
+
+    Each element keeps its own step size, which grows while the gradient keeps its
+    sign and shrinks when it flips; the update uses only the gradient's sign:
+
+    .. math::
+
+        s &= \eta^+ 	ext{ if } g\,g_{prev} > 0, \;\; \eta^- 	ext{ if } g\,g_{prev} < 0,
+             \;\; 1 	ext{ otherwise} \
+        \Delta &\leftarrow \mathrm{clamp}(\Delta\, s,\; \Delta_{min},\; \Delta_{max}), \qquad
+        g \leftarrow 0 	ext{ where } s = \eta^- \
+        p &\leftarrow p - \mathrm{sign}(g)\,\Delta, \qquad g_{prev} \leftarrow g
+
+    Parameters
+    ----------
+    param, grad, prev, step_size : numpy.ndarray
+        float32 or float64, all of one dtype and shape, C-contiguous. ``param``,
+        ``prev`` (the previous step's gradient, zeros at first) and ``step_size``
+        (each element's step, the learning rate at first) are updated in place.
+    etaminus, etaplus : float
+        The factors that shrink and grow a step size: ``0 < etaminus < 1 < etaplus``
+        (``torch.optim.Rprop``'s ``etas``).
+    step_size_min, step_size_max : float
+        The range a step size is clamped to (``step_sizes``).
+    maximize : bool
+        Ascend instead of descend.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastadam import functional as F
+    >>> p = np.zeros(3); prev = np.zeros(3); size = np.full(3, 0.1)
+    >>> F.rprop(p, np.array([1.0, -2.0, 0.0]), prev, size,
+    ...         etaminus=0.5, etaplus=1.2, step_size_min=1e-6, step_size_max=50.0)
+    >>> p
+    array([-0.1,  0.1,  0. ])
+    >>> F.rprop(p, np.array([1.0, 2.0, 0.0]), prev, size,
+    ...         etaminus=0.5, etaplus=1.2, step_size_min=1e-6, step_size_max=50.0)
+    >>> size, p
+    (array([0.12, 0.05, 0.1 ]), array([-0.22,  0.1 ,  0.  ]))
+    """
+    coef = _algorithms.rprop(
+        etaminus=etaminus,
+        etaplus=etaplus,
+        step_size_min=step_size_min,
+        step_size_max=step_size_max,
+        maximize=maximize,
+    )
+    _ext.run1(_ext.RPROP, _RPROP_NAMES, (param, grad, prev, step_size), coef)
+
+
+_RPROP_NAMES = ("param", "grad", "prev", "step_size")
 _MOMENTS = ("param", "grad", "exp_avg", "exp_avg_sq")
 
 

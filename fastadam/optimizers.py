@@ -41,6 +41,7 @@ __all__ = [
     "Optimizer",
     "RAdam",
     "RMSprop",
+    "Rprop",
 ]
 
 ParamGroup = dict[str, Any]
@@ -594,6 +595,40 @@ class Lion(Optimizer):
         maximize: bool = False,
     ) -> None:
         defaults = {"lr": lr, "betas": betas, "weight_decay": weight_decay, "maximize": maximize}
+        super().__init__(params, defaults)
+
+
+class Rprop(Optimizer):
+    r"""Rprop (Riedmiller & Braun 1993), as ``torch.optim.Rprop``: a step size per
+    element, grown by ``etas[1]`` while its gradient keeps its sign and shrunk by
+    ``etas[0]`` when the sign flips (that step then skips the element), clamped to
+    ``step_sizes``; the update uses only the gradient's sign. The state of a param is
+    ``{"step", "prev", "step_size"}``, each step size starting at the group's ``lr``.
+    See :func:`fastadam.functional.rprop`.
+
+    Examples
+    --------
+    >>> import numpy as np, fastadam
+    >>> w = np.zeros(2)
+    >>> opt = fastadam.Rprop([w], lr=0.1)
+    >>> _ = opt.step([np.array([1.0, -1.0])])
+    >>> _ = opt.step([np.array([1.0, 1.0])])
+    >>> w, opt.state[0]["step_size"]
+    (array([-0.22,  0.1 ]), array([0.12, 0.05]))
+    """
+
+    algorithm = ALGORITHMS["Rprop"]
+
+    def __init__(
+        self,
+        params: Params,
+        lr: float = 1e-2,
+        etas: tuple[float, float] = (0.5, 1.2),
+        step_sizes: tuple[float, float] = (1e-6, 50),
+        *,
+        maximize: bool = False,
+    ) -> None:
+        defaults = {"lr": lr, "etas": etas, "step_sizes": step_sizes, "maximize": maximize}
         super().__init__(params, defaults)
 
 

@@ -70,6 +70,7 @@ __all__ = [
     "Optimizer",
     "RAdam",
     "RMSprop",
+    "Rprop",
 ]
 
 Params = Iterable[torch.Tensor] | Iterable[dict[str, Any]] | Iterable[tuple[str, torch.Tensor]]
@@ -496,20 +497,28 @@ class Optimizer(torch.optim.Optimizer):
                 checked[index] = (param, rest, aside)
         return checked
 
-    def _new_buffer(self, slot: str, param: torch.Tensor) -> torch.Tensor:
-        """A state buffer on first use: zeros like the param."""
-        return torch.zeros_like(param, memory_format=torch.preserve_format)
+    def _new_buffer(self, slot: str, param: torch.Tensor, group: Mapping[str, Any]) -> torch.Tensor:
+        """A state buffer on first use, like the param: the algorithm's initial value under
+        the param's group (Rprop's step sizes start at its lr), else zeros."""
+        initial = self.algorithm.initial
+        if initial is None:
+            return torch.zeros_like(param, memory_format=torch.preserve_format)
+        largest = torch.finfo(param.dtype).max if param.is_floating_point() else math.inf
+        value = _plan.initial_fits(f'state "{slot}"', initial(slot, group), largest, param.dtype)
+        return torch.full_like(param, value, memory_format=torch.preserve_format)
 
     def _new_state(
         self,
         param: torch.Tensor,
         keys: Iterable[str],
+        group: Mapping[str, Any],
         wanted: Mapping[str, tuple[np.dtype, tuple]] | None = None,
         view: np.ndarray | None = None,
     ) -> dict[str, Any]:
         """New state entries: a 0-d step count and scalar state, master weights (the param
-        in float32), and buffers of zeros, like the param unless ``wanted`` (the planner's
-        ``wanted`` of the param's ``view``) gives another dtype or shape."""
+        in float32), and buffers as the algorithm starts them under the param's ``group``
+        (zeros for most), like the param unless ``wanted`` (the planner's ``wanted`` of
+        the param's ``view``) gives another dtype or shape."""
         like = None if view is None else (view.dtype, view.shape)
         state: dict[str, Any] = {}
         for key in keys:
@@ -520,7 +529,7 @@ class Optimizer(torch.optim.Optimizer):
             elif key == MASTER:
                 state[key] = param.detach().to(torch.float32, copy=True)
             elif wanted is None or wanted[key] == like:
-                state[key] = self._new_buffer(key, param)
+                state[key] = self._new_buffer(key, param, group)
             else:
                 dtype, shape = wanted[key]
                 state[key] = torch.zeros(shape, dtype=_TORCH_DTYPES[dtype])
@@ -701,7 +710,7 @@ class Optimizer(torch.optim.Optimizer):
         if self.algorithm.counts_steps and state.get("step") is None:
             missing.insert(0, "step")
         if missing:
-            state = {**state, **self._new_state(param, missing, wanted, like)}
+            state = {**state, **self._new_state(param, missing, hyper, wanted, like)}
         return local, state, {k: _unwrapped(state[k], shard) for k in wanted}, missing
 
     @staticmethod
@@ -997,9 +1006,9 @@ class Adagrad(Optimizer):
         super().__init__(params, _settings(locals()))
         for group in self.param_groups:
             for param in group["params"]:
-                self.state[param] = self._new_state(param, ("step", "sum"))
+                self.state[param] = self._new_state(param, ("step", "sum"), group)
 
-    def _new_buffer(self, slot: str, param: torch.Tensor) -> torch.Tensor:
+    def _new_buffer(self, slot: str, param: torch.Tensor, group: Mapping[str, Any]) -> torch.Tensor:
         value = _plan.initial_fits(
             f'state "{slot}"',
             self.defaults["initial_accumulator_value"],
@@ -1026,6 +1035,28 @@ class Adamax(Optimizer):
         maximize: bool = False,
         differentiable: bool = False,
         capturable: bool = False,
+    ) -> None:
+        super().__init__(params, _settings(locals()))
+
+
+class Rprop(Optimizer):
+    """Rprop, as ``torch.optim.Rprop``; see :class:`fastadam.Rprop`. The state of a param
+    is ``{"step": 0-d tensor, "prev", "step_size"}``, made at its first step, each step
+    size starting at its group's lr then."""
+
+    algorithm = ALGORITHMS["Rprop"]
+
+    def __init__(
+        self,
+        params: Params,
+        lr: float | torch.Tensor = 1e-2,
+        etas: tuple[float, float] = (0.5, 1.2),
+        step_sizes: tuple[float, float] = (1e-6, 50),
+        *,
+        capturable: bool = False,
+        foreach: bool | None = None,
+        maximize: bool = False,
+        differentiable: bool = False,
     ) -> None:
         super().__init__(params, _settings(locals()))
 

@@ -111,6 +111,7 @@ static const unsigned fa_required[FA_NUM_ALGOS] = {
     [FA_LION] = FA_BUFS(3),
     [FA_NADAM] = FA_BUFS(4),
     [FA_RADAM] = FA_BUFS(4),
+    [FA_RPROP] = FA_BUFS(4),
     [FA_TRAFFIC] = FA_BUFS(4),
 };
 

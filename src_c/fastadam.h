@@ -30,6 +30,7 @@ typedef enum {
     FA_LION,    /* exp_avg                                           */
     FA_NADAM,   /* exp_avg, exp_avg_sq                               */
     FA_RADAM,   /* exp_avg, exp_avg_sq                               */
+    FA_RPROP,   /* prev, step_size                                   */
     FA_TRAFFIC, /* Adam's memory traffic with trivial maths (ceiling) */
     FA_NUM_ALGOS
 } fa_algo;
@@ -88,6 +89,11 @@ enum { /* RAdam */
     FA_RADAM_WEIGHT_DECAY,          /* L2 coefficient, 0 when decoupled           */
     FA_RADAM_PARAM_SCALE,           /* 1 - lr*weight_decay when decoupled, else 1 */
     FA_RADAM_MAXIMIZE
+};
+
+enum { /* Rprop */
+    FA_RPROP_ETAMINUS, FA_RPROP_ETAPLUS, FA_RPROP_STEP_SIZE_MIN, FA_RPROP_STEP_SIZE_MAX,
+    FA_RPROP_MAXIMIZE
 };
 
 enum { /* the memory-traffic ceiling */

@@ -431,6 +431,42 @@ FA_KERNEL void FA_NAME(radam)(size_t n, void *const *buf, const double *k)
 }
 
 /*
+ * Rprop (Riedmiller & Braun 1993), as torch.optim.Rprop:  g = ±grad;
+ * s = sign(g*prev) -> etaplus (> 0), etaminus (< 0), 1 (0 or NaN), replaced in that
+ * order as torch does (so an etaminus that is 0 in FA_T becomes 1);
+ * step_size = clamp(step_size*s, min, max);  g = 0 where s == etaminus;
+ * p = p + (-1*sign(g))*step_size (addcmul, value -1);  prev = g.
+ * sign() is 0 for NaN, as torch's; clamp keeps NaN.
+ */
+FA_KERNEL void FA_NAME(rprop)(size_t n, void *const *buf, const double *k)
+{
+    FA_T *FA_RESTRICT p = buf[0];
+    const FA_T *FA_RESTRICT g = buf[1];
+    FA_T *FA_RESTRICT prev = buf[2];
+    FA_T *FA_RESTRICT step_size = buf[3];
+    const FA_T etaminus = (FA_T)k[FA_RPROP_ETAMINUS];
+    const FA_T etaplus = (FA_T)k[FA_RPROP_ETAPLUS];
+    const FA_T shrink = etaminus == 0 ? (FA_T)1 : etaminus; /* what s < 0 becomes */
+    const FA_T lo = (FA_T)k[FA_RPROP_STEP_SIZE_MIN];
+    const FA_T hi = (FA_T)k[FA_RPROP_STEP_SIZE_MAX];
+    const int maximize = k[FA_RPROP_MAXIMIZE] != 0.0;
+
+    for (size_t i = 0; i < n; i++) {
+        const FA_T gi = FA_GRAD(i);
+        const FA_T d = gi * prev[i];
+        const FA_T s = d > 0 ? etaplus : (d < 0 ? shrink : (FA_T)1);
+        FA_T size = step_size[i] * s;
+        size = size < lo ? lo : size; /* clamp_(min, max): max(x, min), then min(., max) */
+        size = size > hi ? hi : size;
+        const FA_T kept = s == etaminus ? (FA_T)0 : gi;
+        const FA_T sign = kept > 0 ? (FA_T)1 : (kept < 0 ? (FA_T)-1 : (FA_T)0);
+        p[i] = p[i] + ((FA_T)-1 * sign) * size;
+        step_size[i] = size;
+        prev[i] = kept;
+    }
+}
+
+/*
  * The memory-traffic ceiling: Adam's reads and writes in Adam's order, trivial
  * maths.  x += scale*g for x in p, m, v (scale = 0 leaves finite values as they are).
  */

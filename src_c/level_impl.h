@@ -146,6 +146,7 @@ const fa_level FA_LEVEL_VAR = {
             [FA_LION] = FA_BOTH(lion),
             [FA_NADAM] = FA_BOTH(nadam),
             [FA_RADAM] = FA_BOTH(radam),
+            [FA_RPROP] = FA_BOTH(rprop),
             [FA_TRAFFIC] = FA_BOTH(traffic),
         },
     .any_nonfinite = FA_BOTH(any_nonfinite),

@@ -151,6 +151,20 @@ ROWS: dict[str, Row] = {
         bad=[*LR, *BETAS, *EPS, *WEIGHT_DECAY, *MAXIMIZE],
         parity=[{}, {"decoupled_weight_decay": True, "maximize": True}],
     ),
+    "Rprop": Row(
+        numpy=fastadam.Rprop,
+        functional=functional.rprop,
+        twin="rprop",
+        torch="Rprop",
+        full_state={"lr": 0.01},
+        bad=[
+            *LR,
+            ({"etas": (1.0, 1.2)}, ValueError, r"^Invalid eta values: 1.0, 1.2$"),
+            ({"etas": (0.5, 0.9)}, ValueError, r"^Invalid eta values: 0.5, 0.9$"),
+            *MAXIMIZE,
+        ],
+        parity=[{}, {"etas": (0.3, 1.7), "step_sizes": (1e-4, 0.05), "maximize": True}],
+    ),
     "Lion": Row(
         numpy=fastadam.Lion,
         functional=functional.lion,

@@ -90,6 +90,12 @@ FUNCTIONAL_SETTINGS: dict[str, dict[str, tuple[dict[str, Any], dict[str, str]]]]
     "adagrad": {"": ({}, {})},
     "adamax": {"": ({}, {})},
     "lion": {"": ({}, {})},
+    "rprop": {
+        "": (
+            {"etaminus": 0.5, "etaplus": 1.2, "step_size_min": 1e-6, "step_size_max": 50.0},
+            {},
+        )
+    },
 }
 
 # The optimizer settings, for both fastadam's classes and fastadam.torch's:
@@ -105,6 +111,7 @@ CLASS_SETTINGS: dict[str, tuple[str, dict[str, Any], str]] = {
     "Lion": ("Lion", {}, "float32"),
     "NAdam": ("NAdam", {}, "float32"),
     "RAdam": ("RAdam", {}, "float32"),
+    "Rprop": ("Rprop", {}, "float32"),
     "Adam(amsgrad)": ("Adam", {"amsgrad": True}, "float32"),
     "Adam(amsgrad, int8)": (
         "Adam",
@@ -374,7 +381,8 @@ def functional_setup(api: str) -> tuple[Callable[..., object], dict[str, Any], d
                     f"functional.{name} needs keyword {parameter.name!r}: give it in "
                     "FUNCTIONAL_SETTINGS or GENERIC_KEYWORDS"
                 )
-            keywords.setdefault(parameter.name, GENERIC_KEYWORDS[parameter.name])
+            if parameter.name not in keywords:
+                keywords[parameter.name] = GENERIC_KEYWORDS[parameter.name]
     used = {b: kinds.get(b, "float32") for b, required in buffers.items() if required or b in kinds}
     return fn, keywords, used
 

@@ -138,6 +138,8 @@ def _plain_variants():
     adamax = {"lr": 2e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.0}
     lion = {"lr": 1e-4, "beta1": 0.9, "beta2": 0.99, "weight_decay": 0.0, "maximize": False}
     nadam = {**ADAM, "lr": 2e-3, "momentum_decay": 4e-3}
+    rprop = {"etaminus": 0.5, "etaplus": 1.2, "step_size_min": 1e-6, "step_size_max": 50.0}
+    rprop |= {"maximize": False}
     return [
         ("adam", _ext.ADAM, (s0, p, None), _steps(a.adam, **ADAM)),
         ("adam-amsgrad", _ext.ADAM, (s0, p, p), _steps(a.adam, **ADAM)),
@@ -180,6 +182,10 @@ def _plain_variants():
          [tuple(a.radam(step=t, **ADAM | {"beta2": 0.9, "weight_decay": 0.1,
                                           "decoupled_weight_decay": True, "maximize": True}))
           for t in range(20, 20 + STEPS)]),
+        ("rprop", _ext.RPROP, (s0, p), [tuple(a.rprop(**rprop))] * STEPS),
+        ("rprop-clamped-maximize", _ext.RPROP, (s0, p),
+         [tuple(a.rprop(**rprop | {"etaminus": 0.3, "etaplus": 1.7, "step_size_min": 0.05,
+                                   "step_size_max": 0.5, "maximize": True}))] * STEPS),
         ("traffic", _ext.TRAFFIC, (s0, s0), [(0.5,)] * STEPS),
     ]  # fmt: skip
 

@@ -301,7 +301,8 @@ def test_param_groups_use_their_own_hyperparameters(name):
     mirror.check(opt, params)
 
 
-@pytest.mark.parametrize("name", twin.ALGORITHMS)
+# Rprop's lr is only the step size its state starts at, as in torch: see the next test.
+@pytest.mark.parametrize("name", [n for n in twin.ALGORITHMS if n != "rprop"])
 def test_lr_changes_take_effect_at_the_next_step(name):
     hp = twin.richest(name)
     rng = _rng("schedule", name)
@@ -318,6 +319,23 @@ def test_lr_changes_take_effect_at_the_next_step(name):
         unscheduled.step(grads, [hp, hp])
         mirror.check(opt, params, f"step {k + 1}: ")
     assert not _same_bits(params[0], unscheduled.params[0]), "the schedule must matter"
+
+
+def test_rprop_lr_is_the_first_step_size_of_new_state():
+    """As torch.optim.Rprop: a param's step sizes start at its group's lr when its state
+    is made; changing lr later moves only params whose state is made after."""
+    rng = _rng("rprop lr")
+    params = [rng.standard_normal(6), rng.standard_normal(6)]
+    opt = fastadam.Rprop(params, lr=0.01)
+    grads = _grads(rng, params)
+    opt.step([grads[0], None])
+    opt.param_groups[0]["lr"] = 0.2
+    opt.step([grads[0], grads[1]])
+    assert np.array_equal(opt.state[0]["step_size"], np.full(6, 0.01 * 1.2))
+    assert np.array_equal(opt.state[1]["step_size"], np.full(6, 0.2))
+    opt.param_groups[0]["lr"] = -1.0
+    with pytest.raises(ValueError, match=r"^Invalid learning rate: -1\.0$"):
+        opt.step(grads)
 
 
 @pytest.mark.parametrize("name", twin.ALGORITHMS)
@@ -715,6 +733,9 @@ CORRUPTIONS = {
 @pytest.mark.parametrize("name", twin.ALGORITHMS)
 def test_load_state_dict_mismatch_raises_and_changes_nothing(name, corruption):
     corrupt, error, match = CORRUPTIONS[corruption]
+    if name == "rprop" and corruption == "bad weight_decay":  # Rprop has none: bad etas
+        corrupt = _set(("param_groups", 1, "etas"), (0.5, 0.9))
+        error, match = ValueError, "Invalid eta values: 0.5, 0.9"
     rng = _rng("mismatch", name, corruption)
     opt, params, hps = _two_group_optimizer(name, rng)
     clones = [p.copy() for p in params]

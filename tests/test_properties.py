@@ -137,6 +137,16 @@ def _nadam(draw):
     return {**draw(_radam()), "momentum_decay": draw(momentum_decay)}
 
 
+@st.composite
+def _rprop(draw):
+    return {
+        "lr": draw(st.floats(1e-6, 1.0)),  # the first step sizes: stored in the param's dtype
+        "etas": (draw(st.floats(0.05, 0.95)), draw(st.floats(1.05, 3.0))),
+        "step_sizes": (draw(st.sampled_from([0.0, 1e-6, 1e-3])), draw(st.sampled_from([0.05, 50]))),
+        "maximize": draw(st.booleans()),
+    }
+
+
 HYPERPARAMETERS = {
     "adam": _adam(),
     "sgd": _sgd(),
@@ -146,6 +156,7 @@ HYPERPARAMETERS = {
     "lion": _lion(),
     "nadam": _nadam(),
     "radam": _radam(),
+    "rprop": _rprop(),
 }
 
 
@@ -257,6 +268,10 @@ HYPER_BREAKERS = {
     "momentum_decay": [-0.5, math.nan],
     "mu_product": [-0.5, 1.5, math.nan, None],  # scalar state, checked like a hyperparameter
     "step": [0, -3, 1.0, True, None],
+    "etaminus": [0.0, 1.0, math.nan, "0.5"],
+    "etaplus": [1.0, 0.5, math.nan],
+    "step_size_min": [-1.0, math.nan, 1e9],
+    "step_size_max": [-1.0, math.nan, None],
 }
 
 

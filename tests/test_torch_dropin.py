@@ -47,6 +47,7 @@ FULL_STATE: dict[str, dict[str, Any]] = {
     "Adamax": {"weight_decay": 0.1, "maximize": True},
     "NAdam": {"weight_decay": 0.1, "momentum_decay": 0.01},
     "RAdam": {"weight_decay": 0.1, "maximize": True},
+    "Rprop": {"lr": 0.05, "etas": (0.4, 1.3), "step_sizes": (1e-4, 0.2)},
     "Lion": {"lr": 0.01, "weight_decay": 0.1},
 }
 REPO = Path(__file__).resolve().parent.parent
@@ -300,6 +301,7 @@ def test_state_dict_format(torch: ModuleType, ft: ModuleType, name: str) -> None
         "Adamax": {"step", "exp_avg", "exp_inf"},
         "NAdam": {"step", "mu_product", "exp_avg", "exp_avg_sq"},
         "RAdam": {"step", "exp_avg", "exp_avg_sq"},
+        "Rprop": {"step", "prev", "step_size"},
         "Lion": {"step", "exp_avg"},
     }[name]
     stepped = [1] if name != "Adagrad" else [0, 1, 2]  # Adagrad: every param, at construction

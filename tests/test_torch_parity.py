@@ -96,6 +96,13 @@ TORCH_INPUTS: dict[str, list[dict[str, Any]]] = {
         {"weight_decay": 0.1, "momentum_decay": 6e-3, "decoupled_weight_decay": True},
         {"weight_decay": 0.1, "maximize": True},
     ],
+    "Rprop": [
+        {},
+        {"lr": 0.05},
+        {"etas": (0.3, 1.7)},
+        {"step_sizes": (1e-4, 0.02)},
+        {"etas": (0.4, 1.1), "step_sizes": (1e-3, 0.1), "maximize": True},
+    ],
     "RAdam": [
         {},
         {"lr": 2e-3},

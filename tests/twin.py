@@ -25,7 +25,7 @@ import math
 
 import numpy as np
 
-ALGORITHMS = ("adam", "sgd", "rmsprop", "adagrad", "adamax", "lion", "nadam", "radam")
+ALGORITHMS = ("adam", "sgd", "rmsprop", "adagrad", "adamax", "lion", "nadam", "radam", "rprop")
 
 # The state buffers of each algorithm, named as torch.optim (and fastadam's classes) name them.
 SLOTS = {
@@ -37,6 +37,7 @@ SLOTS = {
     "lion": ("exp_avg",),
     "nadam": ("exp_avg", "exp_avg_sq"),
     "radam": ("exp_avg", "exp_avg_sq"),
+    "rprop": ("prev", "step_size"),
 }
 
 # Scalar state (a Python float) an algorithm keeps besides "step": NAdam's product of
@@ -293,6 +294,23 @@ def radam(
         param[...] = param - lr * m_hat
 
 
+def rprop(param, grad, state, *, lr, etas=(0.5, 1.2), step_sizes=(1e-6, 50), maximize=False):
+    """Rprop (Riedmiller & Braun 1993) as torch.optim.Rprop: a step size per element,
+    grown where the gradient kept its sign and shrunk where it flipped (an element
+    whose sign flipped does not move, and the next step sees 0 there), clamped."""
+    state["step"] += 1
+    etaminus, etaplus = etas
+    low, high = step_sizes
+    g = _grad(grad, maximize)
+    product = g * state["prev"]
+    factor = np.where(product > 0, etaplus, np.where(product < 0, etaminus, 1.0))
+    size = np.minimum(np.maximum(state["step_size"] * factor, low), high)
+    g = np.where(product < 0, 0.0, g)
+    param[...] = param - np.sign(g) * size
+    state["step_size"][...] = size
+    state["prev"][...] = g
+
+
 TWINS = {
     "adam": adam,
     "sgd": sgd,
@@ -302,6 +320,7 @@ TWINS = {
     "lion": lion,
     "nadam": nadam,
     "radam": radam,
+    "rprop": rprop,
 }
 
 
@@ -331,6 +350,8 @@ def init_state(name: str, param, hp: dict) -> dict:
         state["momentum_buffer"] = None  # torch: set to the gradient on the first step
     if name == "adagrad":
         state["sum"][...] = hp.get("initial_accumulator_value", 0.0)
+    if name == "rprop":
+        state["step_size"][...] = hp["lr"]
     return {**state, **initial_scalars(name)}
 
 
@@ -578,6 +599,11 @@ def _cases() -> list[tuple[str, dict]]:
                 },
             )
         )
+    for flags in _grid(maximize=(False, True), step_sizes=((1e-6, 50), (1e-4, 0.05))):
+        cases.append(("rprop", {"lr": 1e-2, "etas": (0.5, 1.2), **flags}))
+    cases.append(
+        ("rprop", {"lr": 3e-2, "etas": (0.3, 1.7), "step_sizes": (1e-3, 0.1), "maximize": False})
+    )
     return cases
 
 
@@ -619,9 +645,14 @@ FUNCTIONAL_BUFFER = {"sum": "state_sum"}  # state slot -> functional keyword, wh
 
 def functional_kwargs(name: str, hp: dict) -> dict:
     """``hp`` (class keywords) as ``fastadam.functional.<name>`` keywords."""
-    kwargs = {k: v for k, v in hp.items() if k not in ("betas", "initial_accumulator_value")}
+    dropped = ("betas", "initial_accumulator_value", "etas", "step_sizes")
+    kwargs = {k: v for k, v in hp.items() if k not in dropped}
     if "betas" in hp:
         kwargs["beta1"], kwargs["beta2"] = hp["betas"]
+    if name == "rprop":  # its lr is the state's first step size, not a keyword
+        kwargs.pop("lr", None)
+        kwargs["etaminus"], kwargs["etaplus"] = hp.get("etas", (0.5, 1.2))
+        kwargs["step_size_min"], kwargs["step_size_max"] = hp.get("step_sizes", (1e-6, 50))
     return kwargs
 
 
@@ -631,6 +662,8 @@ def new_buffers(name: str, hp: dict, param: np.ndarray) -> dict:
     state = {slot: np.zeros_like(param) for slot in active_slots(name, hp)}
     if name == "adagrad":
         state["sum"][...] = hp.get("initial_accumulator_value", 0.0)
+    if name == "rprop":
+        state["step_size"][...] = hp["lr"]
     return {**state, **initial_scalars(name)}
 
 
