@@ -702,11 +702,13 @@ def main(argv: Sequence[str] | None = None) -> Report:
     if args.only_compressed:
         configs = []
     report = Report(machine())
+    if not args.no_small and not args.only_compressed:
+        # First, while no large step has run: torch's OpenMP threads, busy-waiting after
+        # its multi-threaded steps, would take the other core from these short calls.
+        report.small_calls_us = small_calls(args.min_time)
     report.results = run_suite(configs, args.min_time, progress=not args.quiet)
     if have_torch and any(r.impl == "fastadam.torch.AdamW" for r in report.results):
         report.torch_floors = torch_floors(report.results, dlpack_seconds())
-    if not args.no_small and not args.only_compressed:
-        report.small_calls_us = small_calls(args.min_time)
     if not args.no_compressed and args.impls is None:
         n = min(max(sizes), 10_000_000)
         report.compressed = measure_compressed(n, args.threads, args.min_time, not args.quiet)

@@ -20,6 +20,7 @@ from . import _validate as check
 # lookup, where an attribute of a module is a dictionary lookup at every call.
 from ._algorithms import adam_at, adam_hyperparameters
 from ._ext import ADAM, run1
+from ._formats import DEFAULT_SPEC
 from ._formats import spec as format_spec
 from ._validate import flag as check_flag
 from ._validate import step as check_step
@@ -144,8 +145,8 @@ def adam(
     checked = adam_hyperparameters(
         lr, beta1, beta2, eps, weight_decay, decoupled_weight_decay, maximize
     )
-    if check_flag("amsgrad", amsgrad) != (max_exp_avg_sq is not None):
-        _require("max_exp_avg_sq", max_exp_avg_sq, amsgrad, "amsgrad=True")
+    if amsgrad is not (max_exp_avg_sq is not None):  # else: checked, and consistent
+        _require("max_exp_avg_sq", max_exp_avg_sq, check_flag("amsgrad", amsgrad), "amsgrad=True")
     run1(
         ADAM,
         _ADAM_NAMES,
@@ -154,7 +155,10 @@ def adam(
             exp_avg_absmax, exp_avg_sq_absmax, max_exp_avg_sq_absmax, param_copy,
         ),
         adam_at(checked, t),
-        format_spec(rounding, block_size, seed),
+        DEFAULT_SPEC  # format_spec's answer for its defaults, without the call
+        if rounding is None and type(block_size) is int and block_size == 256
+        and type(seed) is int and seed == 0
+        else format_spec(rounding, block_size, seed),
         t,
     )  # fmt: skip
 
